@@ -1,0 +1,49 @@
+"""Crieur's exceptions: each carries what a person needs to act on it."""
+
+from __future__ import annotations
+
+
+class CrieurError(Exception):
+    """Base of every error Crieur raises on purpose."""
+
+
+class ConfigError(CrieurError):
+    """One or more problems in the configuration, each naming its dotted key."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{key}: {message}" for key, message in problems))
+
+    def lines(self) -> list[str]:
+        """Return one printable line per problem."""
+        return [f"{key}: {message}" if key else message for key, message in self.problems]
+
+
+class FetchError(CrieurError):
+    """A feed could not be fetched."""
+
+    def __init__(
+        self,
+        url: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.url = url
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+        super().__init__(f"{url}: {message}")
+
+
+class ParseError(CrieurError):
+    """A fetched body holds no usable feed entries."""
+
+
+class StoreError(CrieurError):
+    """The database cannot be used (for instance, it is newer than this code)."""
+
+
+class OpmlError(CrieurError):
+    """An OPML file cannot be read."""

@@ -1,0 +1,30 @@
+"""Plain values that flow between the pipeline stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One normalised feed entry, as the parser hands it on."""
+
+    key: str  # stable dedup key: id, else link, else content hash; never normalised
+    title: str  # plain text, never HTML
+    link: str | None
+    published: datetime | None  # timezone-aware UTC
+    summary_html: str  # raw; only render.py turns it into something safe
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What one conditional GET of a feed produced."""
+
+    url: str  # the URL asked for
+    status: int  # final HTTP status (200 or 304)
+    body: bytes | None  # None when the server said 304 Not Modified
+    etag: str | None
+    last_modified: str | None
+    permanent_url: str | None = None  # set when a 301/308 chain moved the feed for good
+    content_type: str | None = None

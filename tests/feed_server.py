@@ -1,0 +1,1 @@
+"""A real local aiohttp feed server whose behaviour each test sets."""
