@@ -28,3 +28,16 @@ class FetchResult:
     last_modified: str | None
     permanent_url: str | None = None  # set when a 301/308 chain moved the feed for good
     content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One outbox row: a message owed to a room (an entry, or a digest of skipped entries)."""
+
+    id: int  # outbox row id
+    room_id: str
+    txn_id: str  # deterministic: derived from room and entry (or digest)
+    organisation: str  # organisation slug
+    entry: Entry | None  # None for a digest row
+    digest_count: int = 0  # for a digest row: how many entries it stands for
+    attempts: int = 0
