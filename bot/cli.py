@@ -1,0 +1,228 @@
+"""Command line: argument parsing, logging set-up, wiring and `asyncio.run`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from . import __version__
+from .catalogue import Catalogue
+from .config import Config, load_config, resolve_config_path
+from .errors import ConfigError, CrieurError, OpmlError
+from .fetcher import Fetcher
+from .logs import RedactSecrets, setup_logging
+from .opml import opml_to_yaml, read_opml, write_opml
+from .pipeline import Pipeline, PollOutcome
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 1
+EXIT_FEED_ERRORS = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the `crieur` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="crieur", description="Relay community news feeds into Matrix rooms, by region."
+    )
+    parser.add_argument("--version", action="version", version=f"crieur {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="how much to log (default: info)",
+    )
+    parser.add_argument(
+        "--log-format", default="text", choices=("text", "json"), help="log line format"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument(
+            "-c",
+            "--config",
+            help="configuration file (default: ./config.yaml, then $CRIEUR_CONFIG)",
+        )
+        return sub
+
+    with_config(commands.add_parser("check", help="validate the configuration and summarise it"))
+    fetch = with_config(
+        commands.add_parser("fetch", help="poll feeds once and print what is new (no Matrix)")
+    )
+    fetch.add_argument("organisations", nargs="*", metavar="ORG", help="organisations to poll")
+    fetch.add_argument(
+        "--dry-run", action="store_true", help="leave the database untouched (nothing recorded)"
+    )
+    importer = with_config(
+        commands.add_parser("import-opml", help="print an OPML file as an organisations block")
+    )
+    importer.add_argument("file", type=Path, metavar="FILE")
+    with_config(commands.add_parser("export-opml", help="print the organisations as OPML"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `crieur` command line and return its exit code."""
+    args = build_parser().parse_args(argv)
+    redactor = setup_logging(args.log_level, args.log_format)
+    try:
+        if args.command == "check":
+            return cmd_check(args, sys.stdout)
+        if args.command == "fetch":
+            return cmd_fetch(args, sys.stdout, redactor)
+        if args.command == "import-opml":
+            return cmd_import_opml(args, sys.stdout)
+        if args.command == "export-opml":
+            return cmd_export_opml(args, sys.stdout)
+    except ConfigError as error:
+        for line in error.lines():
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except CrieurError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")  # argparse restricts choices
+
+
+def read_config(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
+    """Load the configuration named by `-c` (or the default places)."""
+    environ = os.environ if env is None else env
+    return load_config(resolve_config_path(args.config, environ), environ)
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    """Validate the configuration and print a summary."""
+    config = read_config(args)
+    feeds = sum(len(org.feeds) for org in config.organisations.values())
+    rooms = sorted({room for region in config.regions.values() for room in region.rooms})
+    print(
+        f"configuration ok: {len(config.organisations)} organisations, {feeds} feeds, "
+        f"{len(config.regions)} regions, {len(rooms)} rooms",
+        file=out,
+    )
+    catalogue = Catalogue.from_config(config)
+    for region in catalogue.regions:
+        members = catalogue.organisations_in(region.slug)
+        if not members and not region.rooms:
+            continue
+        names = ", ".join(org.name for org in members) or "-"
+        room_list = f" → {', '.join(region.rooms)}" if region.rooms else ""
+        print(f"  {region.name} ({len(members)}): {names}{room_list}", file=out)
+    return EXIT_OK
+
+
+def cmd_fetch(args: argparse.Namespace, out: TextIO, redactor: RedactSecrets) -> int:
+    """Poll the named organisations' feeds once and print what is new."""
+    config = read_config(args)
+    redactor.add(config.matrix.password, config.matrix.access_token)
+    catalogue = Catalogue.from_config(config)
+    slugs: list[str] = []
+    problems: list[str] = []
+    for name in args.organisations:
+        organisation = catalogue.find_organisation(name)
+        if organisation is None:
+            hint = catalogue.suggest(name)
+            suffix = f" (did you mean {', '.join(hint)}?)" if hint else ""
+            problems.append(f"unknown organisation '{name}'{suffix}")
+        elif organisation.slug not in slugs:
+            slugs.append(organisation.slug)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    outcomes = asyncio.run(fetch_once(config, slugs or None, dry_run=args.dry_run))
+    print_outcomes(outcomes, catalogue, out, dry_run=args.dry_run)
+    return EXIT_FEED_ERRORS if any(o.status == "error" for o in outcomes) else EXIT_OK
+
+
+async def fetch_once(
+    config: Config, organisations: Sequence[str] | None, *, dry_run: bool
+) -> list[PollOutcome]:
+    """Poll every feed of these organisations (all if None) once, concurrently."""
+    store = await (Store.open_copy if dry_run else Store.open)(config.database)
+    async with store, Fetcher(config.polling) as fetcher:
+        await store.sync_feeds(
+            (org.slug, url) for org in config.organisations.values() for url in org.feeds
+        )
+        pipeline = Pipeline(store, fetcher, config.organisations, config.polling, clock=time.time)
+        feeds = await store.feeds(organisations)
+        return list(await asyncio.gather(*(pipeline.poll(feed) for feed in feeds)))
+
+
+def print_outcomes(
+    outcomes: Sequence[PollOutcome], catalogue: Catalogue, out: TextIO, *, dry_run: bool
+) -> None:
+    """Print, per organisation, what each poll found."""
+    by_org: dict[str, list[PollOutcome]] = {}
+    for outcome in outcomes:
+        by_org.setdefault(outcome.feed.organisation, []).append(outcome)
+    for organisation in catalogue.organisations:
+        polls = by_org.get(organisation.slug)
+        if not polls:
+            continue
+        region = catalogue.region_of(organisation)
+        print(f"{organisation.name} ({region.name})", file=out)
+        for outcome in polls:
+            print(f"  {outcome.feed.url}: {describe(outcome, dry_run=dry_run)}", file=out)
+            if outcome.record is not None:
+                for entry in outcome.record.new_entries:
+                    when = entry.published.strftime("%Y-%m-%d %H:%M") if entry.published else "?"
+                    print(f"    + {when}  {entry.title}  {entry.link or ''}".rstrip(), file=out)
+    if dry_run:
+        print("(dry run: nothing was recorded)", file=out)
+
+
+def describe(outcome: PollOutcome, *, dry_run: bool) -> str:
+    """Return a one-line account of a poll."""
+    record = outcome.record
+    if outcome.status == "error":
+        return f"error: {outcome.error}"
+    if outcome.status == "not_modified":
+        return "not modified"
+    if record is None or not record.new_entries:
+        return "nothing new"
+    verb = "would be" if dry_run else "are"
+    if record.seeded:
+        return (
+            f"first fetch: {len(record.new_entries)} entries {verb} recorded as seen, none posted"
+        )
+    parts = [f"{len(record.new_entries)} new"]
+    if record.too_old:
+        parts.append(f"{record.too_old} too old to post")
+    if record.digested:
+        parts.append(f"{record.digested} summed up in one line")
+    parts.append(f"{record.deliveries} messages queued")
+    return ", ".join(parts)
+
+
+def cmd_import_opml(args: argparse.Namespace, out: TextIO) -> int:
+    """Print an OPML file's feeds as an `organisations:` block for the configuration."""
+    config = read_config(args)
+    path: Path = args.file
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise OpmlError(f"cannot read {path}: {error.strerror}") from error
+    text, warnings = opml_to_yaml(read_opml(data), Catalogue.from_config(config))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    out.write(text)
+    return EXIT_OK
+
+
+def cmd_export_opml(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the configured organisations as OPML."""
+    config = read_config(args)
+    out.write(write_opml(Catalogue.from_config(config)).decode())
+    return EXIT_OK

@@ -1,0 +1,135 @@
+"""Versioned schema: one function per step, applied with its version bump in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import aiosqlite
+
+from .errors import StoreError
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+async def _execute_all(conn: aiosqlite.Connection, statements: Sequence[str]) -> None:
+    # executescript() would COMMIT first and break the one-transaction-per-step rule.
+    for statement in statements:
+        await conn.execute(statement)
+
+
+async def create_base_tables(conn: aiosqlite.Connection) -> None:
+    """Create feeds, entries, follows, mutes, outbox and the key-value table."""
+    await _execute_all(
+        conn,
+        [
+            """CREATE TABLE feeds (
+                id INTEGER PRIMARY KEY,
+                organisation TEXT NOT NULL,
+                config_url TEXT NOT NULL UNIQUE,
+                url TEXT NOT NULL,
+                etag TEXT,
+                last_modified TEXT,
+                body_hash TEXT,
+                initialised INTEGER NOT NULL DEFAULT 0,
+                error_count INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                last_attempt REAL,
+                last_success REAL,
+                next_poll REAL NOT NULL DEFAULT 0,
+                active INTEGER NOT NULL DEFAULT 1
+            )""",
+            """CREATE TABLE entries (
+                id INTEGER PRIMARY KEY,
+                feed_id INTEGER NOT NULL REFERENCES feeds(id) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                title TEXT NOT NULL,
+                link TEXT,
+                published REAL,
+                summary_html TEXT NOT NULL DEFAULT '',
+                first_seen REAL NOT NULL,
+                UNIQUE (feed_id, key)
+            )""",
+            """CREATE TABLE follows (
+                room_id TEXT NOT NULL,
+                kind TEXT NOT NULL CHECK (kind IN ('region', 'organisation')),
+                slug TEXT NOT NULL,
+                origin TEXT NOT NULL CHECK (origin IN ('config', 'command')),
+                created REAL NOT NULL,
+                PRIMARY KEY (room_id, kind, slug)
+            )""",
+            """CREATE TABLE mutes (
+                room_id TEXT NOT NULL,
+                organisation TEXT NOT NULL,
+                created REAL NOT NULL,
+                PRIMARY KEY (room_id, organisation)
+            )""",
+            """CREATE TABLE outbox (
+                id INTEGER PRIMARY KEY,
+                room_id TEXT NOT NULL,
+                organisation TEXT NOT NULL,
+                entry_id INTEGER REFERENCES entries(id) ON DELETE CASCADE,
+                digest_count INTEGER NOT NULL DEFAULT 0,
+                txn_id TEXT NOT NULL UNIQUE,
+                created REAL NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_try REAL NOT NULL DEFAULT 0,
+                last_error TEXT,
+                sent_at REAL,
+                event_id TEXT
+            )""",
+            "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ],
+    )
+
+
+async def add_room_state(conn: aiosqlite.Connection) -> None:
+    """Track rooms the bot left or cannot post to, and index what the dispatcher reads."""
+    await _execute_all(
+        conn,
+        [
+            """CREATE TABLE rooms (
+                room_id TEXT PRIMARY KEY,
+                paused_reason TEXT,
+                paused_at REAL,
+                left_at REAL
+            )""",
+            "CREATE INDEX outbox_pending ON outbox (next_try, id) WHERE sent_at IS NULL",
+            "CREATE INDEX entries_by_feed ON entries (feed_id, published, id)",
+        ],
+    )
+
+
+MIGRATIONS: tuple[Step, ...] = (create_base_tables, add_room_state)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+async def schema_version(conn: aiosqlite.Connection) -> int:
+    """Return the database's schema version (0 for a new database)."""
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(conn: aiosqlite.Connection, target: int = SCHEMA_VERSION) -> None:
+    """Bring the schema up to `target`, refusing a database newer than this code."""
+    current = await schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"the database has schema version {current}, newer than this Crieur knows "
+            f"({SCHEMA_VERSION}): upgrade Crieur or restore a backup made with this version"
+        )
+    for version in range(current, target):
+        step = MIGRATIONS[version]
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await step(conn)
+            # PRAGMA user_version lives in the header and is part of the transaction.
+            await conn.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+        log.info("database schema upgraded to version %d (%s)", version + 1, step.__name__)

@@ -1,0 +1,167 @@
+"""One poll of one feed: fetch → parse → record new entries and their outbox rows."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from .config import Organisation, PollingConfig
+from .errors import FetchError, ParseError
+from .model import FetchResult
+from .parser import parse
+from .scheduler import backoff_delay, next_slot
+from .store import FeedState, PollRecord, Store
+
+log = logging.getLogger(__name__)
+
+Status = Literal["new", "seeded", "unchanged", "not_modified", "error"]
+
+
+class FeedFetcher(Protocol):
+    """What the pipeline needs from the fetcher."""
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one poll of one feed did."""
+
+    feed: FeedState
+    status: Status
+    record: PollRecord | None = None
+    error: str | None = None
+    duration: float = 0.0
+
+
+PollListener = Callable[[PollOutcome], None]
+
+
+class Pipeline:
+    """Wires fetcher, parser and store for one feed at a time."""
+
+    def __init__(
+        self,
+        store: Store,
+        fetcher: FeedFetcher,
+        organisations: Mapping[str, Organisation],
+        polling: PollingConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        listeners: tuple[PollListener, ...] = (),
+    ) -> None:
+        self._store = store
+        self._fetcher = fetcher
+        self._organisations = organisations
+        self._polling = polling
+        self._clock = clock
+        self._listeners = listeners
+
+    def interval(self, feed: FeedState) -> float:
+        """Return how often this feed is polled."""
+        organisation = self._organisations.get(feed.organisation)
+        if organisation is not None and organisation.interval is not None:
+            return organisation.interval
+        return self._polling.interval
+
+    async def poll(self, feed: FeedState) -> PollOutcome:
+        """Poll one feed once and record the outcome."""
+        started = time.monotonic()
+        outcome = await self._poll(feed)
+        outcome = PollOutcome(
+            outcome.feed, outcome.status, outcome.record, outcome.error, time.monotonic() - started
+        )
+        for listener in self._listeners:
+            listener(outcome)
+        return outcome
+
+    async def _poll(self, feed: FeedState) -> PollOutcome:
+        organisation = self._organisations.get(feed.organisation)
+        if organisation is None:
+            # The configuration dropped it while a poll was queued.
+            return PollOutcome(feed, "error", error="organisation no longer configured")
+        interval = self.interval(feed)
+        try:
+            result = await self._fetcher.fetch(
+                feed.url, etag=feed.etag, last_modified=feed.last_modified
+            )
+        except FetchError as error:
+            return await self._failed(feed, interval, error.message, error.retry_after)
+        now = self._clock()
+        next_poll = next_slot(feed.config_url, now, interval)
+        new_url = result.permanent_url
+        if new_url:
+            log.info("feed %s moved permanently to %s", feed.url, new_url)
+        if result.body is None:
+            await self._store.record_not_modified(
+                feed.id, now=now, next_poll=next_poll, etag=result.etag,
+                last_modified=result.last_modified, new_url=new_url,
+            )  # fmt: skip
+            return PollOutcome(feed, "not_modified")
+        body_hash = hashlib.sha256(result.body).hexdigest()
+        if feed.initialised and body_hash == feed.body_hash:
+            await self._store.record_not_modified(
+                feed.id, now=now, next_poll=next_poll, etag=result.etag,
+                last_modified=result.last_modified, new_url=new_url,
+            )  # fmt: skip
+            return PollOutcome(feed, "unchanged")
+        try:
+            # feedparser is CPU-bound: keep it off the event loop.
+            entries = await asyncio.to_thread(parse, result.body, feed_url=new_url or feed.url)
+        except ParseError as error:
+            return await self._failed(feed, interval, str(error), None)
+        record = await self._store.record_poll(
+            feed,
+            organisation.region,
+            entries,
+            now=now,
+            next_poll=next_poll,
+            max_age=self._polling.max_age,
+            max_posts=self._polling.max_posts_per_poll,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            body_hash=body_hash,
+            new_url=new_url,
+        )
+        if record.seeded:
+            log.info(
+                "feed %s: first fetch, %d entries recorded as seen, none posted",
+                feed.url,
+                len(record.new_entries),
+            )
+            return PollOutcome(feed, "seeded", record)
+        if record.new_entries:
+            log.info(
+                "feed %s: %d new entries, %d queued for %d deliveries",
+                feed.url,
+                len(record.new_entries),
+                len(record.posted),
+                record.deliveries,
+            )
+            return PollOutcome(feed, "new", record)
+        return PollOutcome(feed, "unchanged", record)
+
+    async def _failed(
+        self, feed: FeedState, interval: float, message: str, retry_after: float | None
+    ) -> PollOutcome:
+        now = self._clock()
+        delay = backoff_delay(feed.error_count + 1, interval, retry_after=retry_after)
+        errors = await self._store.record_failure(
+            feed.id, now=now, error=message, next_poll=now + delay
+        )
+        log.warning(
+            "feed %s (%s) failed %d time(s) in a row: %s; next try in %.0f s",
+            feed.url,
+            feed.organisation,
+            errors,
+            message,
+            delay,
+        )
+        return PollOutcome(feed, "error", error=message)

@@ -1,0 +1,109 @@
+"""When each feed is polled: spread slots, backoff on failure, bounded concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+from .store import FeedState, Store
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 24 * 3600.0
+IDLE_WAKE = 60.0  # re-read the schedule at least this often (feeds may be added or moved)
+
+Clock = Callable[[], float]
+
+
+def spread(url: str) -> float:
+    """Return a stable fraction in [0, 1) for a feed, so feeds spread over their interval."""
+    digest = hashlib.sha256(url.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def next_slot(url: str, now: float, interval: float) -> float:
+    """Return the feed's next poll time at least half an interval from now, on its own slot."""
+    offset = spread(url) * interval
+    earliest = now + interval / 2
+    slots_passed = (earliest - offset) // interval + 1
+    return offset + slots_passed * interval
+
+
+def backoff_delay(
+    errors: int,
+    interval: float,
+    *,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Return how long to wait after `errors` consecutive failures (exponential, jittered)."""
+    exponent = min(max(errors - 1, 0), 32)
+    base = min(interval * float(2**exponent), MAX_BACKOFF)
+    jitter = (rng or random).uniform(0.8, 1.2)
+    delay = min(base * jitter, MAX_BACKOFF)
+    if retry_after is not None:
+        # A server's explicit Retry-After wins over our guess, within the cap.
+        delay = max(delay, min(retry_after, MAX_BACKOFF))
+    return delay
+
+
+PollOne = Callable[[FeedState], Awaitable[object]]
+
+
+class Scheduler:
+    """Polls due feeds forever, at most `concurrency` at a time."""
+
+    def __init__(
+        self,
+        store: Store,
+        poll_one: PollOne,
+        *,
+        concurrency: int,
+        clock: Clock = time.time,
+    ) -> None:
+        self._store = store
+        self._poll_one = poll_one
+        self._clock = clock
+        self._slots = asyncio.Semaphore(max(concurrency, 1))
+        self._in_flight: set[int] = set()
+        self._finished = asyncio.Event()
+        self.last_tick: float | None = None  # for health checks
+
+    async def run(self) -> None:
+        """Poll feeds as they fall due until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            while True:
+                self.last_tick = self._clock()
+                self._finished.clear()
+                for feed in await self._store.feeds_due(self._clock()):
+                    if feed.id not in self._in_flight:
+                        self._in_flight.add(feed.id)
+                        group.create_task(self._guarded(feed), name=f"poll-{feed.id}")
+                await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        # Feeds still in flight are due already; their completion sets `_finished`.
+        next_time = await self._store.next_poll_time(after=self._clock())
+        delay = IDLE_WAKE if next_time is None else next_time - self._clock()
+        delay = min(max(delay, 0.05), IDLE_WAKE)
+        try:
+            async with asyncio.timeout(delay):
+                await self._finished.wait()
+        except TimeoutError:
+            pass
+
+    async def _guarded(self, feed: FeedState) -> None:
+        try:
+            async with self._slots:
+                await self._poll_one(feed)
+        except Exception:
+            # A bug in one poll must not stop the others; the feed is tried again later.
+            log.exception("unexpected error while polling %s", feed.url)
+            await self._store.schedule_feed(feed.id, self._clock() + IDLE_WAKE * 5)
+        finally:
+            self._in_flight.discard(feed.id)
+            self._finished.set()

@@ -1,0 +1,763 @@
+"""SQLite store: feeds and their HTTP state, entries, follows, outbox, key-value; all the SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import aiosqlite
+
+from .migrations import migrate
+from .model import Delivery, Entry
+
+log = logging.getLogger(__name__)
+
+FollowKind = Literal["region", "organisation"]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """A feed row: where it lives, its HTTP validators and its health."""
+
+    id: int
+    organisation: str
+    config_url: str  # as written in the configuration; the feed's identity
+    url: str  # where it is fetched now (moved by permanent redirects)
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    initialised: bool  # False until a first successful fetch seeded its entries
+    error_count: int  # consecutive failures; 0 after a success
+    last_error: str | None
+    last_attempt: float | None  # epoch seconds
+    last_success: float | None
+    next_poll: float
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    """What a successful poll wrote."""
+
+    new_entries: tuple[Entry, ...]  # unseen entries, oldest first
+    seeded: bool  # first fetch of the feed: recorded, nothing posted
+    posted: tuple[Entry, ...]  # entries that got outbox rows
+    too_old: int  # new entries older than max_age: recorded, not posted
+    digested: int  # new entries beyond max_posts_per_poll, summed up in one line
+    deliveries: int  # outbox rows added
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriptions:
+    """What one room follows and mutes."""
+
+    regions: tuple[str, ...]
+    organisations: tuple[str, ...]
+    muted: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """Why the dispatcher does not post to a room, if it does not."""
+
+    room_id: str
+    paused_reason: str | None
+    paused_at: float | None
+    left_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PostingPlan:
+    """Which new entries a poll posts, and what it only records."""
+
+    post: tuple[Entry, ...]
+    digest: tuple[Entry, ...]
+    too_old: tuple[Entry, ...]
+
+
+def plan_posting(
+    new_entries: Sequence[Entry], *, now: float, max_age: float, max_posts: int
+) -> PostingPlan:
+    """Split new entries (oldest first) into posted, digested and too old to post."""
+    cutoff = now - max_age
+    fresh: list[Entry] = []
+    too_old: list[Entry] = []
+    for entry in new_entries:
+        if entry.published is not None and entry.published.timestamp() < cutoff:
+            too_old.append(entry)
+        else:
+            fresh.append(entry)
+    limit = max(max_posts, 0)
+    return PostingPlan(tuple(fresh[:limit]), tuple(fresh[limit:]), tuple(too_old))
+
+
+def transaction_id(room_id: str, feed_id: int, key: str) -> str:
+    """Derive the Matrix transaction id of one message from its room and entry."""
+    digest = hashlib.sha256(f"{room_id}\0{feed_id}\0{key}".encode()).hexdigest()
+    return f"crieur.{digest[:40]}"
+
+
+def _digest_key(entries: Sequence[Entry]) -> str:
+    joined = "\0".join(entry.key for entry in entries)
+    return "digest:" + hashlib.sha256(joined.encode()).hexdigest()
+
+
+def _existing_path(path: Path) -> Path | None:
+    return path.resolve() if path.exists() else None
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def _datetime(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+def _entry(row: aiosqlite.Row) -> Entry:
+    return Entry(
+        key=row["key"],
+        title=row["title"],
+        link=row["link"],
+        published=_datetime(row["published"]),
+        summary_html=row["summary_html"],
+    )
+
+
+def _feed(row: aiosqlite.Row) -> FeedState:
+    return FeedState(
+        id=row["id"],
+        organisation=row["organisation"],
+        config_url=row["config_url"],
+        url=row["url"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        body_hash=row["body_hash"],
+        initialised=bool(row["initialised"]),
+        error_count=row["error_count"],
+        last_error=row["last_error"],
+        last_attempt=row["last_attempt"],
+        last_success=row["last_success"],
+        next_poll=row["next_poll"],
+    )
+
+
+class Store:
+    """The bot's SQLite database; one connection, one writer at a time."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        # One connection is shared by every task: a lock keeps one task's statements
+        # from landing inside another task's transaction.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Store:
+        """Open (creating if needed) and migrate the database at `path` (or ':memory:')."""
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            conn.row_factory = aiosqlite.Row
+            await cls._configure(conn, wal=str(path) != ":memory:")
+            await migrate(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn)
+
+    @classmethod
+    async def open_copy(cls, path: Path | str) -> Store:
+        """Open an in-memory copy of the database at `path`, so nothing touches the file."""
+        memory = await aiosqlite.connect(":memory:", isolation_level=None)
+        try:
+            memory.row_factory = aiosqlite.Row
+            source_path = await asyncio.to_thread(_existing_path, Path(path))
+            if source_path is not None:
+                source = await aiosqlite.connect(f"file:{source_path}?mode=ro", uri=True)
+                try:
+                    await source.backup(memory)
+                finally:
+                    await source.close()
+            await cls._configure(memory, wal=False)
+            await migrate(memory)
+        except BaseException:
+            await memory.close()
+            raise
+        return cls(memory)
+
+    @staticmethod
+    async def _configure(conn: aiosqlite.Connection, *, wal: bool) -> None:
+        if wal:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA busy_timeout = 5000")
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._conn.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    async def _fetchall(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[Any]:
+        async with self._lock, self._conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
+
+    # -- feeds ------------------------------------------------------------------------------
+
+    async def sync_feeds(self, feeds: Iterable[tuple[str, str]]) -> None:
+        """Make the feed rows match the configuration's (organisation, url) pairs."""
+        wanted = list(feeds)
+        async with self._transaction() as conn:
+            await conn.execute("UPDATE feeds SET active = 0")
+            for organisation, url in wanted:
+                await conn.execute(
+                    """INSERT INTO feeds (organisation, config_url, url) VALUES (?, ?, ?)
+                       ON CONFLICT (config_url)
+                       DO UPDATE SET organisation = excluded.organisation, active = 1""",
+                    (organisation, url, url),
+                )
+
+    async def feeds(self, organisations: Sequence[str] | None = None) -> list[FeedState]:
+        """Return the active feeds, of the given organisations if any."""
+        rows = await self._fetchall("SELECT * FROM feeds WHERE active = 1 ORDER BY id")
+        states = [_feed(row) for row in rows]
+        if organisations is None:
+            return states
+        wanted = set(organisations)
+        return [state for state in states if state.organisation in wanted]
+
+    async def feed(self, feed_id: int) -> FeedState | None:
+        """Return one feed by id."""
+        row = await self._fetchone("SELECT * FROM feeds WHERE id = ?", (feed_id,))
+        return _feed(row) if row else None
+
+    async def feeds_due(self, now: float) -> list[FeedState]:
+        """Return active feeds whose next poll time has come, most overdue first."""
+        rows = await self._fetchall(
+            "SELECT * FROM feeds WHERE active = 1 AND next_poll <= ? ORDER BY next_poll, id",
+            (now,),
+        )
+        return [_feed(row) for row in rows]
+
+    async def next_poll_time(self, after: float) -> float | None:
+        """Return when the next active feed falls due, strictly after `after`."""
+        row = await self._fetchone(
+            "SELECT MIN(next_poll) AS t FROM feeds WHERE active = 1 AND next_poll > ?", (after,)
+        )
+        return float(row["t"]) if row and row["t"] is not None else None
+
+    async def schedule_feed(self, feed_id: int, next_poll: float) -> None:
+        """Set when a feed is polled next."""
+        async with self._transaction() as conn:
+            await conn.execute("UPDATE feeds SET next_poll = ? WHERE id = ?", (next_poll, feed_id))
+
+    async def record_not_modified(
+        self,
+        feed_id: int,
+        *,
+        now: float,
+        next_poll: float,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        new_url: str | None = None,
+    ) -> None:
+        """Record a successful poll that brought nothing new to parse (304 or same body)."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                """UPDATE feeds SET error_count = 0, last_error = NULL, last_attempt = :now,
+                       last_success = :now, next_poll = :next,
+                       etag = COALESCE(:etag, etag),
+                       last_modified = COALESCE(:lm, last_modified),
+                       url = COALESCE(:url, url)
+                   WHERE id = :id""",
+                {
+                    "now": now,
+                    "next": next_poll,
+                    "etag": etag,
+                    "lm": last_modified,
+                    "url": new_url,
+                    "id": feed_id,
+                },
+            )
+
+    async def record_failure(
+        self, feed_id: int, *, now: float, error: str, next_poll: float
+    ) -> int:
+        """Record a failed poll; return the feed's count of consecutive failures."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                """UPDATE feeds SET error_count = error_count + 1, last_error = ?,
+                       last_attempt = ?, next_poll = ? WHERE id = ?""",
+                (error[:500], now, next_poll, feed_id),
+            )
+            async with conn.execute(
+                "SELECT error_count FROM feeds WHERE id = ?", (feed_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def unseen_entries(self, feed_id: int, entries: Sequence[Entry]) -> list[Entry]:
+        """Return the entries of this list that the feed has not recorded yet."""
+        seen = {
+            row["key"]
+            for row in await self._fetchall("SELECT key FROM entries WHERE feed_id = ?", (feed_id,))
+        }
+        return [entry for entry in entries if entry.key not in seen]
+
+    async def record_poll(
+        self,
+        feed: FeedState,
+        region: str,
+        entries: Sequence[Entry],
+        *,
+        now: float,
+        next_poll: float,
+        max_age: float,
+        max_posts: int,
+        etag: str | None,
+        last_modified: str | None,
+        body_hash: str | None,
+        new_url: str | None = None,
+    ) -> PollRecord:
+        """Record a parsed poll: new entries and their outbox rows, in one transaction."""
+        async with self._transaction() as conn:
+            async with conn.execute(
+                "SELECT initialised FROM feeds WHERE id = ?", (feed.id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            seeded = not (row and row[0])
+            new_entries = await self._insert_unseen(conn, feed.id, entries, now)
+            plan = (
+                PostingPlan((), (), ())
+                if seeded
+                else plan_posting(new_entries, now=now, max_age=max_age, max_posts=max_posts)
+            )
+            deliveries = 0
+            if plan.post or plan.digest:
+                rooms = await self._target_rooms(conn, feed.organisation, region)
+                deliveries = await self._insert_deliveries(conn, feed, rooms, plan, now)
+            await conn.execute(
+                """UPDATE feeds SET initialised = 1, error_count = 0, last_error = NULL,
+                       last_attempt = :now, last_success = :now, next_poll = :next,
+                       etag = :etag, last_modified = :lm, body_hash = :hash,
+                       url = COALESCE(:url, url)
+                   WHERE id = :id""",
+                {
+                    "now": now,
+                    "next": next_poll,
+                    "etag": etag,
+                    "lm": last_modified,
+                    "hash": body_hash,
+                    "url": new_url,
+                    "id": feed.id,
+                },
+            )
+        return PollRecord(
+            new_entries=tuple(new_entries),
+            seeded=seeded,
+            posted=plan.post,
+            too_old=len(plan.too_old),
+            digested=len(plan.digest),
+            deliveries=deliveries,
+        )
+
+    async def _insert_unseen(
+        self, conn: aiosqlite.Connection, feed_id: int, entries: Sequence[Entry], now: float
+    ) -> list[Entry]:
+        new: list[Entry] = []
+        for entry in entries:
+            cursor = await conn.execute(
+                """INSERT INTO entries (feed_id, key, title, link, published, summary_html,
+                       first_seen) VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (feed_id, key) DO NOTHING""",
+                (
+                    feed_id,
+                    entry.key,
+                    entry.title,
+                    entry.link,
+                    _epoch(entry.published),
+                    entry.summary_html,
+                    now,
+                ),
+            )
+            if cursor.rowcount == 1:
+                new.append(entry)
+            await cursor.close()
+        return new
+
+    async def _target_rooms(
+        self, conn: aiosqlite.Connection, organisation: str, region: str
+    ) -> list[str]:
+        async with conn.execute(
+            """SELECT DISTINCT f.room_id FROM follows f
+               LEFT JOIN rooms r ON r.room_id = f.room_id
+               WHERE ((f.kind = 'region' AND f.slug = :region)
+                      OR (f.kind = 'organisation' AND f.slug = :org))
+                 AND r.left_at IS NULL
+                 AND NOT EXISTS (SELECT 1 FROM mutes m
+                                 WHERE m.room_id = f.room_id AND m.organisation = :org)
+               ORDER BY f.room_id""",
+            {"region": region, "org": organisation},
+        ) as cursor:
+            return [row[0] for row in await cursor.fetchall()]
+
+    async def _insert_deliveries(
+        self,
+        conn: aiosqlite.Connection,
+        feed: FeedState,
+        rooms: Sequence[str],
+        plan: PostingPlan,
+        now: float,
+    ) -> int:
+        added = 0
+        for room_id in rooms:
+            for entry in plan.post:
+                cursor = await conn.execute(
+                    """INSERT INTO outbox (room_id, organisation, entry_id, txn_id, created)
+                       SELECT ?, ?, id, ?, ? FROM entries WHERE feed_id = ? AND key = ?
+                       ON CONFLICT (txn_id) DO NOTHING""",
+                    (
+                        room_id,
+                        feed.organisation,
+                        transaction_id(room_id, feed.id, entry.key),
+                        now,
+                        feed.id,
+                        entry.key,
+                    ),
+                )
+                added += max(cursor.rowcount, 0)
+                await cursor.close()
+            if plan.digest:
+                cursor = await conn.execute(
+                    """INSERT INTO outbox (room_id, organisation, digest_count, txn_id, created)
+                       VALUES (?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING""",
+                    (
+                        room_id,
+                        feed.organisation,
+                        len(plan.digest),
+                        transaction_id(room_id, feed.id, _digest_key(plan.digest)),
+                        now,
+                    ),
+                )
+                added += max(cursor.rowcount, 0)
+                await cursor.close()
+        return added
+
+    async def latest_entries(
+        self, organisations: Sequence[str], limit: int
+    ) -> list[tuple[str, Entry]]:
+        """Return the newest entries of these organisations as (organisation, entry) pairs."""
+        if not organisations:
+            return []
+        marks = ",".join("?" for _ in organisations)
+        rows = await self._fetchall(
+            f"""SELECT f.organisation, e.* FROM entries e JOIN feeds f ON f.id = e.feed_id
+                WHERE f.organisation IN ({marks})
+                ORDER BY COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ?""",
+            (*organisations, limit),
+        )
+        return [(row["organisation"], _entry(row)) for row in rows]
+
+    async def entry_count(self) -> int:
+        """Return how many entries are recorded in all."""
+        row = await self._fetchone("SELECT COUNT(*) AS n FROM entries")
+        return int(row["n"])
+
+    # -- rooms: follows, mutes, state -------------------------------------------------------
+
+    async def follow(
+        self,
+        room_id: str,
+        kind: FollowKind,
+        slug: str,
+        *,
+        now: float,
+        origin: Literal["config", "command"] = "command",
+    ) -> bool:
+        """Make a room follow a region or organisation; False if it already did."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                """INSERT INTO follows (room_id, kind, slug, origin, created)
+                   VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                (room_id, kind, slug, origin, now),
+            )
+            added = cursor.rowcount == 1
+            await cursor.close()
+        return added
+
+    async def unfollow(self, room_id: str, kind: FollowKind, slug: str) -> bool:
+        """Stop a room following a region or organisation; False if it did not."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM follows WHERE room_id = ? AND kind = ? AND slug = ?",
+                (room_id, kind, slug),
+            )
+            removed = cursor.rowcount > 0
+            await cursor.close()
+        return removed
+
+    async def mute(self, room_id: str, organisation: str, *, now: float) -> bool:
+        """Mute an organisation in a room; False if it already was."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO mutes (room_id, organisation, created) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (room_id, organisation, now),
+            )
+            added = cursor.rowcount == 1
+            await cursor.close()
+        return added
+
+    async def unmute(self, room_id: str, organisation: str) -> bool:
+        """Lift a mute; False if there was none."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM mutes WHERE room_id = ? AND organisation = ?", (room_id, organisation)
+            )
+            removed = cursor.rowcount > 0
+            await cursor.close()
+        return removed
+
+    async def subscriptions(self, room_id: str) -> Subscriptions:
+        """Return what a room follows and mutes."""
+        follows = await self._fetchall(
+            "SELECT kind, slug FROM follows WHERE room_id = ? ORDER BY slug", (room_id,)
+        )
+        muted = await self._fetchall(
+            "SELECT organisation FROM mutes WHERE room_id = ? ORDER BY organisation", (room_id,)
+        )
+        return Subscriptions(
+            regions=tuple(row["slug"] for row in follows if row["kind"] == "region"),
+            organisations=tuple(row["slug"] for row in follows if row["kind"] == "organisation"),
+            muted=tuple(row["organisation"] for row in muted),
+        )
+
+    async def sync_config_follows(
+        self, follows: Mapping[str, Iterable[str]], *, now: float
+    ) -> None:
+        """Make rooms named in the configuration follow their regions (room id → region slugs)."""
+        async with self._transaction() as conn:
+            wanted = {(room, region) for room, regions in follows.items() for region in regions}
+            async with conn.execute(
+                "SELECT room_id, slug FROM follows WHERE origin = 'config'"
+            ) as cursor:
+                existing = {(row[0], row[1]) for row in await cursor.fetchall()}
+            for room_id, region in existing - wanted:
+                await conn.execute(
+                    "DELETE FROM follows WHERE room_id = ? AND kind = 'region' AND slug = ?"
+                    " AND origin = 'config'",
+                    (room_id, region),
+                )
+            for room_id, region in sorted(wanted - existing):
+                await conn.execute(
+                    """INSERT INTO follows (room_id, kind, slug, origin, created)
+                       VALUES (?, 'region', ?, 'config', ?) ON CONFLICT DO NOTHING""",
+                    (room_id, region, now),
+                )
+
+    async def followed_rooms(self) -> list[str]:
+        """Return every room that follows something."""
+        rows = await self._fetchall("SELECT DISTINCT room_id FROM follows ORDER BY room_id")
+        return [row["room_id"] for row in rows]
+
+    async def move_room(self, old_room_id: str, new_room_id: str) -> None:
+        """Carry a room's follows, mutes and pending messages over to its replacement."""
+        async with self._transaction() as conn:
+            for table in ("follows", "mutes"):
+                await conn.execute(
+                    f"UPDATE OR IGNORE {table} SET room_id = ? WHERE room_id = ?",
+                    (new_room_id, old_room_id),
+                )
+                await conn.execute(f"DELETE FROM {table} WHERE room_id = ?", (old_room_id,))
+            await conn.execute(
+                "DELETE FROM outbox WHERE room_id = ? AND sent_at IS NULL", (old_room_id,)
+            )
+
+    async def room_left(self, room_id: str, *, now: float, reason: str) -> int:
+        """Stop delivering to a room the bot left; drop its pending rows and return how many."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                """INSERT INTO rooms (room_id, left_at, paused_reason, paused_at)
+                   VALUES (?, ?, ?, ?)
+                   ON CONFLICT (room_id) DO UPDATE SET left_at = excluded.left_at,
+                       paused_reason = excluded.paused_reason, paused_at = excluded.paused_at""",
+                (room_id, now, reason, now),
+            )
+            cursor = await conn.execute(
+                "DELETE FROM outbox WHERE room_id = ? AND sent_at IS NULL", (room_id,)
+            )
+            dropped = max(cursor.rowcount, 0)
+            await cursor.close()
+        return dropped
+
+    async def room_joined(self, room_id: str) -> None:
+        """Deliver to a room again after (re)joining it."""
+        async with self._transaction() as conn:
+            await conn.execute("DELETE FROM rooms WHERE room_id = ?", (room_id,))
+
+    async def pause_room(self, room_id: str, *, now: float, reason: str) -> None:
+        """Hold a room's messages after a permanent error (kept, shown in !status)."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                """INSERT INTO rooms (room_id, paused_reason, paused_at) VALUES (?, ?, ?)
+                   ON CONFLICT (room_id) DO UPDATE SET paused_reason = excluded.paused_reason,
+                       paused_at = excluded.paused_at""",
+                (room_id, reason[:500], now),
+            )
+
+    async def resume_room(self, room_id: str) -> bool:
+        """Lift a pause; False if the room was not paused."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE rooms SET paused_reason = NULL, paused_at = NULL"
+                " WHERE room_id = ? AND paused_reason IS NOT NULL AND left_at IS NULL",
+                (room_id,),
+            )
+            resumed = cursor.rowcount > 0
+            await cursor.close()
+        return resumed
+
+    async def room_state(self, room_id: str) -> RoomState | None:
+        """Return a room's pause or departure, None if it is in good standing."""
+        row = await self._fetchone("SELECT * FROM rooms WHERE room_id = ?", (room_id,))
+        if row is None:
+            return None
+        return RoomState(row["room_id"], row["paused_reason"], row["paused_at"], row["left_at"])
+
+    async def paused_rooms(self) -> list[RoomState]:
+        """Return rooms on hold after a permanent error."""
+        rows = await self._fetchall(
+            "SELECT * FROM rooms WHERE paused_reason IS NOT NULL AND left_at IS NULL"
+        )
+        return [
+            RoomState(row["room_id"], row["paused_reason"], row["paused_at"], row["left_at"])
+            for row in rows
+        ]
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    async def pending_deliveries(self, now: float, limit: int = 50) -> list[Delivery]:
+        """Return due outbox rows of rooms in good standing, oldest first."""
+        rows = await self._fetchall(
+            """SELECT o.id AS outbox_id, o.room_id, o.txn_id, o.organisation, o.digest_count,
+                      o.attempts, e.key, e.title, e.link, e.published, e.summary_html
+               FROM outbox o
+               LEFT JOIN entries e ON e.id = o.entry_id
+               LEFT JOIN rooms r ON r.room_id = o.room_id
+               WHERE o.sent_at IS NULL AND o.next_try <= ?
+                 AND r.paused_reason IS NULL AND r.left_at IS NULL
+               ORDER BY o.id LIMIT ?""",
+            (now, limit),
+        )
+        return [
+            Delivery(
+                id=row["outbox_id"],
+                room_id=row["room_id"],
+                txn_id=row["txn_id"],
+                organisation=row["organisation"],
+                entry=_entry(row) if row["key"] is not None else None,
+                digest_count=row["digest_count"],
+                attempts=row["attempts"],
+            )
+            for row in rows
+        ]
+
+    async def next_delivery_time(self) -> float | None:
+        """Return when the earliest pending row of a room in good standing is due."""
+        row = await self._fetchone(
+            """SELECT MIN(o.next_try) AS t FROM outbox o LEFT JOIN rooms r ON r.room_id = o.room_id
+               WHERE o.sent_at IS NULL AND r.paused_reason IS NULL AND r.left_at IS NULL"""
+        )
+        return float(row["t"]) if row and row["t"] is not None else None
+
+    async def mark_sent(self, delivery_id: int, *, now: float, event_id: str | None) -> None:
+        """Record that the homeserver accepted a message."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET sent_at = ?, event_id = ?, attempts = attempts + 1 WHERE id = ?",
+                (now, event_id, delivery_id),
+            )
+
+    async def defer_delivery(self, delivery_id: int, *, next_try: float, error: str) -> None:
+        """Record a failed attempt and when to try again."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_try = ?, last_error = ?"
+                " WHERE id = ?",
+                (next_try, error[:500], delivery_id),
+            )
+
+    async def outbox_size(self, room_id: str | None = None) -> int:
+        """Return how many messages wait to be sent (in one room, or in all)."""
+        if room_id is None:
+            row = await self._fetchone("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
+        else:
+            row = await self._fetchone(
+                "SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL AND room_id = ?",
+                (room_id,),
+            )
+        return int(row["n"])
+
+    async def sent_count(self, room_id: str) -> int:
+        """Return how many messages were delivered to a room."""
+        row = await self._fetchone(
+            "SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NOT NULL AND room_id = ?",
+            (room_id,),
+        )
+        return int(row["n"])
+
+    # -- key-value --------------------------------------------------------------------------
+
+    async def get_value(self, key: str) -> str | None:
+        """Return a stored value (sync token, device id, access token…)."""
+        row = await self._fetchone("SELECT value FROM kv WHERE key = ?", (key,))
+        return str(row["value"]) if row else None
+
+    async def set_value(self, key: str, value: str) -> None:
+        """Store a value under a key."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO kv (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    async def delete_value(self, key: str) -> None:
+        """Forget a stored value."""
+        async with self._transaction() as conn:
+            await conn.execute("DELETE FROM kv WHERE key = ?", (key,))
