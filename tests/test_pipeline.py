@@ -1,0 +1,187 @@
+"""One poll end to end: real local feed server → fetcher → parser → store."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.config import Organisation, PollingConfig
+from bot.fetcher import Fetcher
+from bot.pipeline import Pipeline
+from bot.scheduler import MAX_BACKOFF, backoff_delay, next_slot, spread
+from bot.store import Store
+from tests.feed_server import FeedServer, rss
+
+START = datetime(2026, 1, 8, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = START.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Bench:
+    store: Store
+    pipeline: Pipeline
+    clock: Clock
+    server: FeedServer
+
+    async def poll(self, organisation: str = "april"):  # type: ignore[no-untyped-def]
+        (feed,) = await self.store.feeds([organisation])
+        return await self.pipeline.poll(feed)
+
+
+def item(n: int, *, hours: float = 0.0) -> dict[str, object]:
+    published = START + timedelta(hours=hours)
+    return {
+        "title": f"Article {n}",
+        "link": f"https://april.example/{n}",
+        "guid": f"https://april.example/{n}",
+        "pubDate": published,
+        "description": f"<p>Résumé {n}</p>",
+    }
+
+
+@pytest.fixture
+async def bench(tmp_path: Path, feed_server: FeedServer) -> AsyncIterator[Bench]:
+    polling = PollingConfig(
+        interval=1800, timeout=2, allow_private_networks=True, max_posts_per_poll=3
+    )
+    organisations = {
+        "april": Organisation("april", "April", "france", feeds=(feed_server.url("/april"),))
+    }
+    clock = Clock()
+    store = await Store.open(tmp_path / "crieur.sqlite3")
+    await store.sync_feeds([("april", feed_server.url("/april"))])
+    await store.follow("!room:x", "region", "france", now=clock())
+    async with Fetcher(polling) as fetcher:
+        yield Bench(
+            store, Pipeline(store, fetcher, organisations, polling, clock=clock), clock, feed_server
+        )
+    await store.close()
+
+
+async def test_first_fetch_records_entries_and_posts_nothing(bench: Bench) -> None:
+    bench.server.set_feed("/april", rss([item(2, hours=-1), item(1, hours=-2)]))
+    outcome = await bench.poll()
+    assert outcome.status == "seeded"
+    assert await bench.store.entry_count() == 2
+    assert await bench.store.outbox_size() == 0
+
+
+async def test_new_item_is_queued_for_the_region_room(bench: Bench) -> None:
+    bench.server.set_feed("/april", rss([item(1, hours=-2)]))
+    await bench.poll()
+    bench.server.set_feed("/april", rss([item(2, hours=-1), item(1, hours=-2)]))
+    outcome = await bench.poll()
+    assert outcome.status == "new"
+    (delivery,) = await bench.store.pending_deliveries(bench.clock())
+    assert (delivery.room_id, delivery.entry and delivery.entry.title) == ("!room:x", "Article 2")
+
+
+async def test_etag_makes_the_next_poll_conditional(bench: Bench) -> None:
+    bench.server.set_feed("/april", rss([item(1)]), etag="v1")
+    await bench.poll()
+    outcome = await bench.poll()
+    assert outcome.status == "not_modified"
+    assert bench.server.requests("/april")[-1].get("If-None-Match") == '"v1"'
+
+
+async def test_same_body_without_validators_is_not_parsed_again(bench: Bench) -> None:
+    bench.server.set_feed("/april", rss([item(1)]))
+    await bench.poll()
+    outcome = await bench.poll()
+    assert outcome.status == "unchanged"
+    assert outcome.record is None
+
+
+async def test_invalid_body_is_a_failure_not_everything_new(bench: Bench) -> None:
+    bench.server.set_feed("/april", rss([item(1, hours=-1)]))
+    await bench.poll()
+    bench.server.set_feed(
+        "/april", b"<html><body>Maintenance</body></html>", content_type="text/html"
+    )
+    outcome = await bench.poll()
+    assert outcome.status == "error"
+    (feed,) = await bench.store.feeds()
+    assert feed.error_count == 1
+    assert feed.next_poll > bench.clock()
+    assert await bench.store.outbox_size() == 0
+
+
+async def test_server_errors_back_off_and_recovery_resets(bench: Bench) -> None:
+    bench.server.status("/april", 500)
+    delays = []
+    for _ in range(3):
+        await bench.poll()
+        (feed,) = await bench.store.feeds()
+        delays.append(feed.next_poll - bench.clock())
+    assert feed.error_count == 3
+    assert delays[0] < delays[1] < delays[2]
+    bench.server.set_feed("/april", rss([item(1)]))
+    await bench.poll()
+    (feed,) = await bench.store.feeds()
+    assert (feed.error_count, feed.last_error) == (0, None)
+
+
+async def test_retry_after_is_honoured(bench: Bench) -> None:
+    bench.server.status("/april", 429, {"Retry-After": "86000"})
+    await bench.poll()
+    (feed,) = await bench.store.feeds()
+    assert feed.next_poll - bench.clock() >= 86000
+
+
+async def test_burst_beyond_max_posts_ends_in_a_digest(bench: Bench) -> None:
+    bench.server.set_feed("/april", rss([item(0, hours=-10)]))
+    await bench.poll()
+    bench.server.set_feed("/april", rss([item(n, hours=-n / 10) for n in range(1, 6)]))
+    outcome = await bench.poll()
+    assert outcome.record is not None
+    assert (len(outcome.record.posted), outcome.record.digested) == (3, 2)
+    titles = [
+        d.entry.title if d.entry else "digest"
+        for d in await bench.store.pending_deliveries(bench.clock())
+    ]
+    assert titles == ["Article 5", "Article 4", "Article 3", "digest"]
+
+
+async def test_permanent_redirect_updates_the_stored_url(bench: Bench) -> None:
+    bench.server.set_feed("/new", rss([item(1)]))
+    bench.server.redirect("/april", "/new", 301)
+    await bench.poll()
+    (feed,) = await bench.store.feeds()
+    assert feed.url == bench.server.url("/new")
+    await bench.poll()
+    assert bench.server.hits("/april") == 1
+
+
+def test_feeds_spread_over_the_interval() -> None:
+    fractions = [spread(f"https://feed{n}.example/") for n in range(200)]
+    assert min(fractions) < 0.1 and max(fractions) > 0.9
+    assert spread("https://a.example/") == spread("https://a.example/")
+
+
+def test_next_slot_is_regular_and_at_least_half_an_interval_away() -> None:
+    url, interval, now = "https://a.example/", 1800.0, 1_000_000.0
+    first = next_slot(url, now, interval)
+    assert first - now >= interval / 2
+    assert next_slot(url, first, interval) - first == pytest.approx(interval)
+
+
+def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
+    rng = random.Random(1)
+    delays = [backoff_delay(n, 600, rng=rng) for n in range(1, 12)]
+    assert delays[0] < delays[2] < delays[4]
+    assert max(delays) <= MAX_BACKOFF
+    assert backoff_delay(1, 60, retry_after=3600, rng=rng) >= 3600
