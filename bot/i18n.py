@@ -1,0 +1,313 @@
+"""The fr and en messages of Crieur, and locale-independent date formatting.
+
+Messages use `str.format` placeholders. Both catalogues must hold the same keys with the same
+placeholders (a test checks it), so a missing translation is caught before it reaches a room.
+Keys ending in `.one` / `.other` are plural forms: pick them with `plural()`.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+from bot.config import Language
+
+# The communities Crieur serves are French (L'Agenda du Libre), so dates are shown in Paris time
+# whatever the room's language; the store keeps UTC.
+DISPLAY_TIMEZONE: Final = ZoneInfo("Europe/Paris")
+
+_FR: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        # Messages posted by the relay.
+        "entry.published": "Publié le {date}",
+        "entry.untitled": "(sans titre)",
+        "digest.more.one": "… et {count} autre article publié par {organisation}",
+        "digest.more.other": "… et {count} autres articles publiés par {organisation}",
+        "bot.welcome": (
+            "Bonjour ! Je suis Crieur : je relaie ici les actualités des organisations que ce "
+            "salon suit. Tapez {help} pour la liste des commandes."
+        ),
+        # Help.
+        "help.header": "Commandes de Crieur :",
+        "help.line": "{command} — {description}",
+        "help.moderators_only": "(modérateurs)",
+        "help.footer": (
+            "Les noms ignorent majuscules et accents. Les modérateurs sont les membres de niveau "
+            "de pouvoir {level} ou plus."
+        ),
+        "help.help": "affiche cette aide",
+        "help.orgs": "liste les organisations, filtrées par région ou par texte",
+        "help.regions": "liste les régions et leur nombre d'organisations",
+        "help.subscribe": "abonne ce salon à des organisations ou à des régions",
+        "help.unsubscribe": (
+            "désabonne ce salon ; une organisation d'une région suivie est mise en sourdine"
+        ),
+        "help.subscriptions": "montre ce que ce salon reçoit",
+        "help.latest": "montre les N derniers articles d'une organisation ou d'une région",
+        "help.status": "montre l'état des flux que reçoit ce salon",
+        "usage.orgs": "[RÉGION ou TEXTE]",
+        "usage.subscribe": "NOM …",
+        "usage.unsubscribe": "NOM …",
+        "usage.latest": "NOM [N]",
+        # Errors a person can fix.
+        "error.unknown_command": (
+            "Commande inconnue : « {command} ». Vouliez-vous dire {suggestions} ?"
+        ),
+        "error.unknown_command.no_suggestion": (
+            "Commande inconnue : « {command} ». Tapez {help} pour la liste des commandes."
+        ),
+        "error.unknown_name": "Nom inconnu : « {name} ». Vouliez-vous dire {suggestions} ?",
+        "error.unknown_name.no_suggestion": (
+            "Nom inconnu : « {name} ». Tapez {orgs} ou {regions} pour voir les noms connus."
+        ),
+        "error.permission": (
+            "Désolé, seuls les modérateurs de ce salon peuvent faire cela "
+            "(niveau de pouvoir {level} requis)."
+        ),
+        "error.missing_argument": "Il manque un argument. Usage : {usage}",
+        "error.argument_too_long": "Argument trop long : {max} caractères au plus.",
+        "error.invalid_number": "« {value} » n'est pas un nombre entre 1 et {max}.",
+        "error.slow_down": "Doucement ! Trop de commandes d'un coup ; réessayez dans {seconds} s.",
+        "error.internal": "Désolé, une erreur interne s'est produite. Elle a été consignée.",
+        # !subscribe and !unsubscribe.
+        "subscribe.done": "Ce salon suit désormais : {names}.",
+        "subscribe.already": "Ce salon suit déjà : {names}.",
+        "subscribe.unmuted": "« {name} » n'est plus en sourdine dans ce salon.",
+        "unsubscribe.done": "Ce salon ne suit plus : {names}.",
+        "unsubscribe.muted": (
+            "« {organisation} » est mise en sourdine : ce salon suit toujours la région "
+            "« {region} », mais sans ses articles."
+        ),
+        "unsubscribe.not_subscribed": "Ce salon ne suit pas « {name} ».",
+        # !subscriptions.
+        "subscriptions.header": "Ce salon reçoit :",
+        "subscriptions.regions": "Régions : {names}",
+        "subscriptions.organisations": "Organisations : {names}",
+        "subscriptions.muted": "En sourdine : {names}",
+        "subscriptions.none": "Ce salon ne suit encore rien. Un modérateur peut taper {command}.",
+        # !orgs and !regions.
+        "orgs.header": "Organisations ({count}) :",
+        "orgs.header_filtered": "Organisations correspondant à « {filter} » ({count}) :",
+        "orgs.line": "{name} ({slug}) — {region}",
+        "orgs.none": "Aucune organisation ne correspond à « {filter} ».",
+        "orgs.truncated": "… et {count} de plus ; précisez la recherche.",
+        "regions.header": "Régions ({count}) :",
+        "regions.line.one": "{name} ({slug}) — {count} organisation",
+        "regions.line.other": "{name} ({slug}) — {count} organisations",
+        # !latest.
+        "latest.header": "Derniers articles — {name} :",
+        "latest.line": "{date} — {organisation} : {title}",
+        "latest.none": "Rien encore pour « {name} » : aucun article reçu pour l'instant.",
+        # !status.
+        "status.header": "État des flux que reçoit ce salon :",
+        "status.header_all": "État de tous les flux ({count}) :",
+        "status.summary": "En bonne santé : {ok} ; en erreur : {failing}.",
+        "status.feed": "{organisation} — {url}",
+        "status.last_success": "dernier succès : {when}",
+        "status.never_succeeded": "jamais récupéré avec succès",
+        "status.errors.one": "{count} erreur consécutive",
+        "status.errors.other": "{count} erreurs consécutives",
+        "status.last_error": "dernière erreur : {error}",
+        "status.next_poll": "prochaine vérification : {when}",
+        "status.paused": "Les envois vers ce salon sont en pause depuis le {when} : {error}",
+        "status.none": "Ce salon ne reçoit aucun flux.",
+        # Lists.
+        "list.and": "{head} et {last}",
+        "list.or": "{head} ou {last}",
+        "list.quote": "« {text} »",
+    }
+)
+
+_EN: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "entry.published": "Published on {date}",
+        "entry.untitled": "(untitled)",
+        "digest.more.one": "… and {count} more post from {organisation}",
+        "digest.more.other": "… and {count} more posts from {organisation}",
+        "bot.welcome": (
+            "Hello! I'm Crieur: I relay here the news of the organisations this room follows. "
+            "Type {help} for the list of commands."
+        ),
+        "help.header": "Crieur's commands:",
+        "help.line": "{command} — {description}",
+        "help.moderators_only": "(moderators)",
+        "help.footer": (
+            "Names ignore case and accents. Moderators are members with power level {level} "
+            "or more."
+        ),
+        "help.help": "show this help",
+        "help.orgs": "list organisations, filtered by region or text",
+        "help.regions": "list regions with their number of organisations",
+        "help.subscribe": "make this room follow organisations or regions",
+        "help.unsubscribe": (
+            "stop following; an organisation inside a followed region is muted instead"
+        ),
+        "help.subscriptions": "show what this room receives",
+        "help.latest": "show the N latest posts of an organisation or a region",
+        "help.status": "show the health of the feeds this room receives",
+        "usage.orgs": "[REGION or TEXT]",
+        "usage.subscribe": "NAME …",
+        "usage.unsubscribe": "NAME …",
+        "usage.latest": "NAME [N]",
+        "error.unknown_command": "Unknown command “{command}”. Did you mean {suggestions}?",
+        "error.unknown_command.no_suggestion": (
+            "Unknown command “{command}”. Type {help} for the list of commands."
+        ),
+        "error.unknown_name": "Unknown name “{name}”. Did you mean {suggestions}?",
+        "error.unknown_name.no_suggestion": (
+            "Unknown name “{name}”. Type {orgs} or {regions} to see the known names."
+        ),
+        "error.permission": (
+            "Sorry, only this room's moderators can do that (power level {level} needed)."
+        ),
+        "error.missing_argument": "Missing argument. Usage: {usage}",
+        "error.argument_too_long": "Argument too long: {max} characters at most.",
+        "error.invalid_number": "“{value}” is not a number between 1 and {max}.",
+        "error.slow_down": "Slow down! Too many commands at once; try again in {seconds} s.",
+        "error.internal": "Sorry, something went wrong on my side. It has been logged.",
+        "subscribe.done": "This room now follows: {names}.",
+        "subscribe.already": "This room already follows: {names}.",
+        "subscribe.unmuted": "“{name}” is no longer muted in this room.",
+        "unsubscribe.done": "This room no longer follows: {names}.",
+        "unsubscribe.muted": (
+            "Muted “{organisation}”: this room still follows the region “{region}”, "
+            "but without its posts."
+        ),
+        "unsubscribe.not_subscribed": "This room doesn't follow “{name}”.",
+        "subscriptions.header": "This room receives:",
+        "subscriptions.regions": "Regions: {names}",
+        "subscriptions.organisations": "Organisations: {names}",
+        "subscriptions.muted": "Muted: {names}",
+        "subscriptions.none": "This room follows nothing yet. A moderator can type {command}.",
+        "orgs.header": "Organisations ({count}):",
+        "orgs.header_filtered": "Organisations matching “{filter}” ({count}):",
+        "orgs.line": "{name} ({slug}) — {region}",
+        "orgs.none": "No organisation matches “{filter}”.",
+        "orgs.truncated": "… and {count} more; narrow the search.",
+        "regions.header": "Regions ({count}):",
+        "regions.line.one": "{name} ({slug}) — {count} organisation",
+        "regions.line.other": "{name} ({slug}) — {count} organisations",
+        "latest.header": "Latest posts — {name}:",
+        "latest.line": "{date} — {organisation}: {title}",
+        "latest.none": "Nothing yet for “{name}”: no posts received so far.",
+        "status.header": "Health of the feeds this room receives:",
+        "status.header_all": "Health of all feeds ({count}):",
+        "status.summary": "Healthy: {ok}; failing: {failing}.",
+        "status.feed": "{organisation} — {url}",
+        "status.last_success": "last success: {when}",
+        "status.never_succeeded": "never fetched successfully",
+        "status.errors.one": "{count} consecutive error",
+        "status.errors.other": "{count} consecutive errors",
+        "status.last_error": "last error: {error}",
+        "status.next_poll": "next check: {when}",
+        "status.paused": "Delivery to this room has been paused since {when}: {error}",
+        "status.none": "This room receives no feeds.",
+        "list.and": "{head} and {last}",
+        "list.or": "{head} or {last}",
+        "list.quote": "“{text}”",
+    }
+)
+
+CATALOGUES: Final[Mapping[Language, Mapping[str, str]]] = MappingProxyType({"fr": _FR, "en": _EN})
+
+_FR_WEEKDAYS: Final = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+_FR_MONTHS: Final = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
+_EN_WEEKDAYS: Final = (
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+)
+_EN_MONTHS: Final = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def t(language: Language, key: str, **params: object) -> str:
+    """Return the message `key` in `language`, with its placeholders filled from `params`."""
+    return CATALOGUES[language][key].format(**params)
+
+
+def t_html(language: Language, key: str, **html_params: str) -> str:
+    """Return the message `key` as HTML: its text escaped, `html_params` inserted as given."""
+    return html.escape(CATALOGUES[language][key], quote=False).format(**html_params)
+
+
+def plural_key(language: Language, key: str, count: int) -> str:
+    """Return the key of the plural form of `key` (`key.one` or `key.other`) that fits `count`."""
+    # French uses the singular for 0 and 1 ("0 organisation"), English only for 1.
+    singular = count in (0, 1) if language == "fr" else count == 1
+    return f"{key}.{'one' if singular else 'other'}"
+
+
+def plural(language: Language, key: str, count: int, **params: object) -> str:
+    """Return the plural form of `key` that fits `count`, with `count` and `params` filled in."""
+    return t(language, plural_key(language, key, count), count=count, **params)
+
+
+def quote(language: Language, text: str) -> str:
+    """Return `text` between the language's quotation marks (« » or “ ”)."""
+    return t(language, "list.quote", text=text)
+
+
+def join_list(
+    language: Language, items: Iterable[str], *, last: Literal["and", "or"] = "and"
+) -> str:
+    """Join items as prose: "a, b and c" (`last="or"`: "a, b or c"); "" for no items."""
+    words = list(items)
+    if len(words) <= 1:
+        return "".join(words)
+    return t(language, f"list.{last}", head=", ".join(words[:-1]), last=words[-1])
+
+
+def format_date(dt: datetime, language: Language) -> str:
+    """Format a date for people, in Paris time, without touching the process locale.
+
+    fr: « jeudi 8 janvier 2026 à 22 h 01 »; en: "Thursday 8 January 2026, 22:01". The store keeps
+    UTC and a naive datetime is taken as UTC; the display is always in Europe/Paris time because
+    the communities Crieur serves are French, whichever language a room reads.
+    """
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    local = dt.astimezone(DISPLAY_TIMEZONE)
+    if language == "fr":
+        day = "1er" if local.day == 1 else str(local.day)
+        return (
+            f"{_FR_WEEKDAYS[local.weekday()]} {day} {_FR_MONTHS[local.month - 1]} {local.year}"
+            f" à {local.hour} h {local.minute:02d}"
+        )
+    return (
+        f"{_EN_WEEKDAYS[local.weekday()]} {local.day} {_EN_MONTHS[local.month - 1]} {local.year}"
+        f", {local.hour:02d}:{local.minute:02d}"
+    )
