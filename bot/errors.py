@@ -47,3 +47,27 @@ class StoreError(CrieurError):
 
 class OpmlError(CrieurError):
     """An OPML file cannot be read."""
+
+
+class SendError(CrieurError):
+    """The homeserver did not accept a message."""
+
+    def __init__(self, message: str, *, errcode: str | None = None) -> None:
+        self.errcode = errcode
+        super().__init__(message)
+
+
+class RateLimited(SendError):
+    """The homeserver asked us to slow down (`M_LIMIT_EXCEEDED`)."""
+
+    def __init__(self, retry_after: float, message: str = "rate limited") -> None:
+        self.retry_after = retry_after  # seconds
+        super().__init__(message, errcode="M_LIMIT_EXCEEDED")
+
+
+class HomeserverUnavailable(SendError):
+    """The homeserver cannot be reached or failed (timeouts, 5xx): try again later."""
+
+
+class RoomUnavailable(SendError):
+    """The bot cannot post in this room (not joined, forbidden): the room is paused."""

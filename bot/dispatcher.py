@@ -1,0 +1,167 @@
+"""Drains the outbox oldest first: every message reaches its room once, nothing is dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from .catalogue import Catalogue
+from .config import Language, Organisation, Region
+from .errors import HomeserverUnavailable, RateLimited, RoomUnavailable, SendError
+from .model import Delivery
+from .render import render_digest, render_entry
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+OUTAGE_BACKOFF_MAX = 60.0  # seconds between tries while the homeserver is down
+ROW_BACKOFF_MAX = 3600.0  # a message the homeserver rejects is retried at most hourly
+PAUSE_RETRY = 3600.0  # paused rooms are tried again this often
+IDLE_WAKE = 30.0
+
+
+class Sender(Protocol):
+    """Sends one message; raises a SendError subclass when the homeserver did not take it."""
+
+    async def send_notice(self, room_id: str, content: dict[str, Any], txn_id: str) -> str: ...
+
+
+Render = Callable[[Delivery], dict[str, Any]]
+
+
+class DeliveryRenderer:
+    """Turns outbox rows into Matrix content, naming organisations as the catalogue does."""
+
+    def __init__(self, catalogue: Catalogue, language: Language) -> None:
+        self._catalogue = catalogue
+        self._language = language
+
+    def __call__(self, delivery: Delivery) -> dict[str, Any]:
+        organisation = self._catalogue.find_organisation(delivery.organisation)
+        if organisation is None:
+            # Removed from the configuration after the entry was queued: still deliver it.
+            organisation = Organisation(delivery.organisation, delivery.organisation, "")
+            region = Region("", "")
+        else:
+            region = self._catalogue.region_of(organisation)
+        if delivery.entry is None:
+            return render_digest(organisation, delivery.digest_count, self._language)
+        return render_entry(delivery.entry, organisation, region, self._language)
+
+
+class Dispatcher:
+    """Sends due outbox rows in order, waiting out rate limits and outages."""
+
+    def __init__(
+        self,
+        store: Store,
+        sender: Sender,
+        render: Render,
+        *,
+        clock: Callable[[], float] = time.time,
+        listeners: Mapping[str, Callable[[Delivery], None]] | None = None,
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self._render = render
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._listeners = dict(listeners or {})
+        self._outage_delay = 0.0
+        self._last_unpause = clock()
+        self.last_success: float | None = None  # for health checks
+
+    def wake(self) -> None:
+        """Tell the dispatcher that new rows may be waiting."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Drain the outbox until cancelled, sleeping while it is empty."""
+        while True:
+            self._wake.clear()
+            await self.drain()
+            await self._unpause_if_due()
+            next_time = await self._store.next_delivery_time()
+            delay = IDLE_WAKE if next_time is None else next_time - self._clock()
+            if delay > 0:
+                try:
+                    async with asyncio.timeout(min(delay, IDLE_WAKE)):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+
+    async def drain(self) -> int:
+        """Send every due row now, oldest first; return how many were sent."""
+        sent = 0
+        while rows := await self._store.pending_deliveries(self._clock()):
+            progressed = False
+            for delivery in rows:
+                if await self._deliver(delivery):
+                    sent += 1
+                    progressed = True
+            if not progressed:  # every row left is paused or deferred
+                break
+        return sent
+
+    async def _deliver(self, delivery: Delivery) -> bool:
+        """Try one row until it is sent or the row/room cannot take it now; True if sent."""
+        state = await self._store.room_state(delivery.room_id)
+        if state is not None:  # paused or left while this batch was in flight
+            return False
+        content = self._render(delivery)
+        while True:
+            try:
+                event_id = await self._sender.send_notice(
+                    delivery.room_id, content, delivery.txn_id
+                )
+            except RateLimited as error:
+                log.info("rate limited by the homeserver; waiting %.1f s", error.retry_after)
+                await asyncio.sleep(error.retry_after)
+                continue
+            except HomeserverUnavailable as error:
+                self._outage_delay = min(max(self._outage_delay * 2, 1.0), OUTAGE_BACKOFF_MAX)
+                log.warning(
+                    "homeserver unavailable (%s); retrying in %.0f s", error, self._outage_delay
+                )
+                await asyncio.sleep(self._outage_delay)
+                continue
+            except RoomUnavailable as error:
+                log.warning("pausing room %s: %s", delivery.room_id, error)
+                await self._store.pause_room(delivery.room_id, now=self._clock(), reason=str(error))
+                return False
+            except SendError as error:
+                delay = min(60.0 * 2 ** min(delivery.attempts, 10), ROW_BACKOFF_MAX)
+                log.error(
+                    "homeserver refused message %s for %s (%s); retrying in %.0f s",
+                    delivery.txn_id,
+                    delivery.room_id,
+                    error,
+                    delay,
+                )
+                await self._store.defer_delivery(
+                    delivery.id, next_try=self._clock() + delay, error=str(error)
+                )
+                return False
+            break
+        self._outage_delay = 0.0
+        self.last_success = self._clock()
+        await self._store.mark_sent(delivery.id, now=self._clock(), event_id=event_id)
+        log.info(
+            "posted %s to %s",
+            f"'{delivery.entry.title}'" if delivery.entry else f"digest of {delivery.digest_count}",
+            delivery.room_id,
+        )
+        for listener in self._listeners.values():
+            listener(delivery)
+        return True
+
+    async def _unpause_if_due(self) -> None:
+        if self._clock() - self._last_unpause < PAUSE_RETRY:
+            return
+        self._last_unpause = self._clock()
+        for room in await self._store.paused_rooms():
+            # Power levels and memberships change: give paused rooms another chance.
+            await self._store.resume_room(room.room_id)

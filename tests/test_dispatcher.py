@@ -1,0 +1,118 @@
+"""The dispatcher against a scripted sender: order, retries, pauses (the real one is in e2e)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.dispatcher import Dispatcher
+from bot.errors import HomeserverUnavailable, RateLimited, RoomUnavailable, SendError
+from bot.model import Delivery, Entry
+from bot.store import Store
+
+NOW = datetime(2026, 1, 9, 12, 0, tzinfo=UTC).timestamp()
+
+
+class ScriptedSender:
+    """Accepts messages, or raises the next scripted error for a room first."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []  # room, txn id, body
+        self.failures: dict[str, list[Exception]] = {}
+
+    async def send_notice(self, room_id: str, content: dict[str, Any], txn_id: str) -> str:
+        queued = self.failures.get(room_id)
+        if queued:
+            raise queued.pop(0)
+        self.sent.append((room_id, txn_id, content["body"]))
+        return f"$event{len(self.sent)}"
+
+
+def render(delivery: Delivery) -> dict[str, Any]:
+    title = delivery.entry.title if delivery.entry else f"+{delivery.digest_count}"
+    return {"msgtype": "m.notice", "body": title}
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Store:
+    db = await Store.open(tmp_path / "crieur.sqlite3")
+    await db.sync_feeds([("april", "https://april.example/rss")])
+    yield db  # type: ignore[misc]
+    await db.close()
+
+
+async def queue(store: Store, rooms: list[str], titles: list[str]) -> None:
+    for room in rooms:
+        await store.follow(room, "organisation", "april", now=NOW)
+    (feed,) = await store.feeds()
+    options: dict[str, Any] = {
+        "now": NOW,
+        "next_poll": NOW,
+        "max_age": 1e9,
+        "max_posts": 100,
+        "etag": None,
+        "last_modified": None,
+        "body_hash": None,
+    }
+    if not feed.initialised:
+        await store.record_poll(feed, "france", [], **options)
+        (feed,) = await store.feeds()
+    entries = [Entry(t, t, None, None, "") for t in titles]
+    await store.record_poll(feed, "france", entries, **options)
+
+
+def dispatcher(store: Store, sender: ScriptedSender) -> Dispatcher:
+    return Dispatcher(store, sender, render, clock=lambda: NOW)
+
+
+async def test_rows_are_sent_oldest_first_and_marked_sent(store: Store) -> None:
+    await queue(store, ["!a:x"], ["one", "two", "three"])
+    sender = ScriptedSender()
+    assert await dispatcher(store, sender).drain() == 3
+    assert [body for _, _, body in sender.sent] == ["one", "two", "three"]
+    assert await store.outbox_size() == 0
+    assert await dispatcher(store, sender).drain() == 0
+
+
+async def test_rate_limit_waits_and_resends_the_same_row(store: Store) -> None:
+    await queue(store, ["!a:x"], ["one", "two"])
+    sender = ScriptedSender()
+    sender.failures["!a:x"] = [RateLimited(0.01)]
+    assert await dispatcher(store, sender).drain() == 2
+    assert [body for _, _, body in sender.sent] == ["one", "two"]
+
+
+async def test_outage_backs_off_then_resumes_with_the_same_transaction_id(store: Store) -> None:
+    await queue(store, ["!a:x"], ["one"])
+    (pending,) = await store.pending_deliveries(NOW)
+    sender = ScriptedSender()
+    sender.failures["!a:x"] = [HomeserverUnavailable("connection refused")]
+    disp = dispatcher(store, sender)
+    assert await disp.drain() == 1
+    assert sender.sent == [("!a:x", pending.txn_id, "one")]
+
+
+async def test_forbidden_room_is_paused_and_others_still_served(store: Store) -> None:
+    await queue(store, ["!a:x", "!b:x"], ["one"])
+    sender = ScriptedSender()
+    sender.failures["!a:x"] = [RoomUnavailable("M_FORBIDDEN: not in room")]
+    assert await dispatcher(store, sender).drain() == 1
+    assert [room for room, _, _ in sender.sent] == ["!b:x"]
+    assert await store.outbox_size("!a:x") == 1
+    (paused,) = await store.paused_rooms()
+    assert paused.paused_reason == "M_FORBIDDEN: not in room"
+
+
+async def test_rejected_message_is_deferred_not_dropped(store: Store) -> None:
+    await queue(store, ["!a:x"], ["bad", "good"])
+    sender = ScriptedSender()
+    sender.failures["!a:x"] = [SendError("M_BAD_JSON", errcode="M_BAD_JSON")]
+    assert await dispatcher(store, sender).drain() == 1
+    assert [body for _, _, body in sender.sent] == ["good"]
+    assert await store.outbox_size() == 1
+    later = Dispatcher(store, sender, render, clock=lambda: NOW + 3600)
+    assert await later.drain() == 1
+    assert [body for _, _, body in sender.sent] == ["good", "bad"]
