@@ -12,7 +12,7 @@ class ConfigError(CrieurError):
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
-        super().__init__("; ".join(f"{key}: {message}" for key, message in problems))
+        super().__init__("; ".join(self.lines()))
 
     def lines(self) -> list[str]:
         """Return one printable line per problem."""
