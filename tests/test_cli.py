@@ -1,0 +1,182 @@
+"""The `crieur` command line: check, fetch, OPML (exit codes and what a user reads)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import EXIT_FEED_ERRORS, EXIT_OK, EXIT_USER_ERROR, main
+from tests.feed_server import FeedServer, rss
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_config(tmp_path: Path, feed_server: FeedServer) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"""\
+matrix:
+  homeserver: http://127.0.0.1:1
+  user_id: "@crieur:localhost"
+  password: "s3cret-password"
+database: ./crieur.sqlite3
+language: en
+polling:
+  timeout: 2s
+  allow_private_networks: true
+regions:
+  france: {{name: France}}
+  ile-de-france: {{name: Île-de-France, rooms: ["!room:localhost"]}}
+organisations:
+  april:
+    name: April
+    region: france
+    feeds: ["{feed_server.url("/april")}"]
+  parinux:
+    name: Parinux
+    region: ile-de-france
+    feeds: ["{feed_server.url("/parinux")}"]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def item(n: int) -> dict[str, object]:
+    return {
+        "title": f"Soirée {n}",
+        "guid": f"https://parinux.example/{n}",
+        "link": f"https://parinux.example/{n}",
+        "pubDate": f"Thu, 0{n} Jan 2026 10:00:00 +0000",
+    }
+
+
+async def crieur(*args: str) -> int:
+    # main() runs its own event loop, so it gets a thread of its own here.
+    return await asyncio.to_thread(main, list(args))
+
+
+def test_example_configuration_passes_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "-c", str(ROOT / "config.yaml.example")]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "16 organisations" in out
+    assert "Île-de-France" in out
+
+
+def test_check_reports_each_problem_with_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "matrix: {homeserver: https://m.example, user_id: '@c:m.example', password: x}\n"
+        "database: db.sqlite3\n"
+        "regions: {france: {name: France}}\n"
+        "organisations:\n"
+        "  april: {name: April, region: idf, feeds: [https://april.example/rss]}\n"
+        "polling: {interval: soon}\n",
+        encoding="utf-8",
+    )
+    assert main(["check", "-c", str(bad)]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err.splitlines()
+    assert "error: organisations.april.region: unknown region 'idf'" in err
+    assert any(line.startswith("error: polling.interval:") for line in err)
+    assert not any("Traceback" in line for line in err)
+
+
+def test_missing_config_file_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "-c", str(tmp_path / "nope.yaml")]) == EXIT_USER_ERROR
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "nope.yaml" in line
+
+
+async def test_fetch_dry_run_prints_new_items_and_leaves_no_database(
+    tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, feed_server)
+    feed_server.set_feed("/parinux", rss([item(2), item(1)]))
+    assert await crieur("fetch", "-c", str(config), "--dry-run", "parinux") == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Parinux (Île-de-France)" in out
+    assert "Soirée 1" in out and "Soirée 2" in out
+    assert "would be recorded" in out
+    assert not (tmp_path / "crieur.sqlite3").exists()
+
+
+async def test_fetch_records_then_reports_only_what_is_new(
+    tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, feed_server)
+    feed_server.set_feed("/parinux", rss([item(1)]))
+    assert await crieur("fetch", "-c", str(config), "parinux") == EXIT_OK
+    capsys.readouterr()
+    feed_server.set_feed("/parinux", rss([item(2), item(1)]))
+    before = (tmp_path / "crieur.sqlite3").read_bytes()
+    assert await crieur("fetch", "-c", str(config), "--dry-run", "parinux") == EXIT_OK
+    assert (tmp_path / "crieur.sqlite3").read_bytes() == before
+    out = capsys.readouterr().out
+    assert "Soirée 2" in out and "Soirée 1" not in out
+    assert await crieur("fetch", "-c", str(config), "parinux") == EXIT_OK
+    assert "1 new" in capsys.readouterr().out
+    with sqlite3.connect(tmp_path / "crieur.sqlite3") as conn:
+        (count,) = conn.execute("SELECT COUNT(*) FROM entries").fetchone()
+    assert count == 2
+
+
+async def test_fetch_of_a_broken_feed_says_why_and_exits_2(
+    tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, feed_server)
+    feed_server.status("/april", 500)
+    feed_server.set_feed("/parinux", rss([item(1)]))
+    assert await crieur("fetch", "-c", str(config)) == EXIT_FEED_ERRORS
+    out = capsys.readouterr().out
+    assert "error: HTTP 500" in out
+    assert "Parinux" in out
+
+
+def test_fetch_of_an_unknown_organisation_suggests_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fetch", "-c", str(ROOT / "config.yaml.example"), "--dry-run", "aprl"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown organisation 'aprl'" in err
+    assert "April" in err
+
+
+def test_opml_export_lists_every_feed(capsys: pytest.CaptureFixture[str]) -> None:
+    example = str(ROOT / "config.yaml.example")
+    assert main(["export-opml", "-c", example]) == EXIT_OK
+    exported = capsys.readouterr().out
+    assert 'xmlUrl="https://www.april.org/fr/rss.xml"' in exported
+
+
+def test_import_opml_prints_an_organisations_block(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><head><title>t</title></head><body>'
+        '<outline text="Le Bar Libre" xmlUrl="https://bar.example/feed/" category="Bretagne"/>'
+        "</body></opml>",
+        encoding="utf-8",
+    )
+    assert main(["import-opml", "-c", str(ROOT / "config.yaml.example"), str(opml)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "organisations:" in out
+    assert "https://bar.example/feed/" in out
+    assert "bretagne" in out
+
+
+def test_crieur_runs_as_a_module() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "--version"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("crieur ")
