@@ -35,6 +35,7 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
         "help.header": "Commandes de Crieur :",
         "help.line": "{command} — {description}",
         "help.moderators_only": "(modérateurs)",
+        "help.aliases": "(alias : {aliases})",
         "help.footer": (
             "Les noms ignorent majuscules et accents. Les modérateurs sont les membres de niveau "
             "de pouvoir {level} ou plus."
@@ -71,6 +72,7 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
         "error.missing_argument": "Il manque un argument. Usage : {usage}",
         "error.argument_too_long": "Argument trop long : {max} caractères au plus.",
         "error.invalid_number": "« {value} » n'est pas un nombre entre 1 et {max}.",
+        "error.too_many_names": "Trop de noms d'un coup : {max} au plus.",
         "error.slow_down": "Doucement ! Trop de commandes d'un coup ; réessayez dans {seconds} s.",
         "error.internal": "Désolé, une erreur interne s'est produite. Elle a été consignée.",
         # !subscribe and !unsubscribe.
@@ -102,6 +104,7 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
         "latest.header": "Derniers articles — {name} :",
         "latest.line": "{date} — {organisation} : {title}",
         "latest.none": "Rien encore pour « {name} » : aucun article reçu pour l'instant.",
+        "latest.undated": "date inconnue",
         # !status.
         "status.header": "État des flux que reçoit ce salon :",
         "status.header_all": "État de tous les flux ({count}) :",
@@ -113,7 +116,14 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
         "status.errors.other": "{count} erreurs consécutives",
         "status.last_error": "dernière erreur : {error}",
         "status.next_poll": "prochaine vérification : {when}",
+        "status.next_poll_due": "prochaine vérification : imminente",
+        "status.failing_long": "⚠ en échec depuis longtemps",
+        "status.more_failing.one": "… et {count} autre flux en erreur",
+        "status.more_failing.other": "… et {count} autres flux en erreur",
         "status.paused": "Les envois vers ce salon sont en pause depuis le {when} : {error}",
+        "status.pending": "Messages en attente d'envoi vers ce salon : {count}",
+        "status.pending_all": "Messages en attente d'envoi, tous salons confondus : {count}",
+        "status.paused_rooms": "Salons en pause : {count}",
         "status.none": "Ce salon ne reçoit aucun flux.",
         # Lists.
         "list.and": "{head} et {last}",
@@ -135,6 +145,7 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "help.header": "Crieur's commands:",
         "help.line": "{command} — {description}",
         "help.moderators_only": "(moderators)",
+        "help.aliases": "(aliases: {aliases})",
         "help.footer": (
             "Names ignore case and accents. Moderators are members with power level {level} "
             "or more."
@@ -167,6 +178,7 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "error.missing_argument": "Missing argument. Usage: {usage}",
         "error.argument_too_long": "Argument too long: {max} characters at most.",
         "error.invalid_number": "“{value}” is not a number between 1 and {max}.",
+        "error.too_many_names": "Too many names at once: {max} at most.",
         "error.slow_down": "Slow down! Too many commands at once; try again in {seconds} s.",
         "error.internal": "Sorry, something went wrong on my side. It has been logged.",
         "subscribe.done": "This room now follows: {names}.",
@@ -194,6 +206,7 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "latest.header": "Latest posts — {name}:",
         "latest.line": "{date} — {organisation}: {title}",
         "latest.none": "Nothing yet for “{name}”: no posts received so far.",
+        "latest.undated": "undated",
         "status.header": "Health of the feeds this room receives:",
         "status.header_all": "Health of all feeds ({count}):",
         "status.summary": "Healthy: {ok}; failing: {failing}.",
@@ -204,7 +217,14 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "status.errors.other": "{count} consecutive errors",
         "status.last_error": "last error: {error}",
         "status.next_poll": "next check: {when}",
+        "status.next_poll_due": "next check: due now",
+        "status.failing_long": "⚠ failing for a long time",
+        "status.more_failing.one": "… and {count} more failing feed",
+        "status.more_failing.other": "… and {count} more failing feeds",
         "status.paused": "Delivery to this room has been paused since {when}: {error}",
+        "status.pending": "Messages waiting to be sent to this room: {count}",
+        "status.pending_all": "Messages waiting to be sent, all rooms: {count}",
+        "status.paused_rooms": "Paused rooms: {count}",
         "status.none": "This room receives no feeds.",
         "list.and": "{head} and {last}",
         "list.or": "{head} or {last}",
