@@ -1,0 +1,1080 @@
+"""The Matrix side: login and device, sync loop and its token, invites, joins, commands, sending.
+
+The only module that imports nio. Everything nio hands back is read into small typed values at
+this boundary; the rest of Crieur sees strings, `SendError`s and a command callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeAlias, TypeVar
+
+import aiohttp
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    EncryptionError,
+    ErrorResponse,
+    GroupEncryptionError,
+    JoinResponse,
+    LocalProtocolError,
+    LoginResponse,
+    OlmTrustError,
+    RoomGetEventResponse,
+    RoomLeaveResponse,
+    RoomSendResponse,
+    SyncResponse,
+    WhoamiResponse,
+)
+from nio.crypto import ENCRYPTION_ENABLED
+
+from .config import MatrixConfig
+from .errors import ConfigError, HomeserverUnavailable, RateLimited, RoomUnavailable, SendError
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CommandCallback: TypeAlias = Callable[
+    [str, str, str, str], Awaitable[tuple[str, str | None] | None]
+]
+"""`await on_command(room_id, sender, event_id, body)` → `(plain, html or None)` to answer."""
+
+# Creators of a room version 12 room outrank every power level; no real level reaches this.
+CREATOR_POWER: Final = 2**53
+
+SYNC_TIMEOUT_MS: Final = 30_000  # long-poll: the homeserver answers at once when events arrive
+SYNC_MARGIN: Final = 30.0  # seconds on top of the long-poll before a sync counts as hung
+FIRST_SYNC_TIMEOUT: Final = 300.0  # a full-state sync of many rooms takes a while
+REQUEST_TIMEOUT: Final = 30.0  # any other request
+TIMELINE_LIMIT: Final = 50
+BACKOFF_START: Final = 1.0
+BACKOFF_MAX: Final = 60.0
+INVITE_RETRY_MAX: Final = 3600.0
+DEFAULT_RETRY_AFTER: Final = 5.0  # seconds, when a 429 does not say
+COMMAND_TIMEOUT: Final = 60.0
+REPLY_ATTEMPTS: Final = 3
+MAX_REPLACEMENT_HOPS: Final = 8
+
+KEY_USER_ID: Final = "matrix.user_id"
+KEY_DEVICE_ID: Final = "matrix.device_id"
+KEY_ACCESS_TOKEN: Final = "matrix.access_token"
+KEY_SYNC_TOKEN: Final = "matrix.sync_token"
+KEY_ROOM_REFS: Final = "matrix.room_refs"  # JSON: configured alias or id → room id last joined
+
+_NO_EVENTS: Final = {"not_types": ["*"]}
+
+
+def _sync_filter(timeline_limit: int) -> dict[str, Any]:
+    """Leave out what the bot never reads: presence, typing, receipts, account data."""
+    return {
+        "presence": _NO_EVENTS,
+        "account_data": _NO_EVENTS,
+        "room": {
+            "ephemeral": _NO_EVENTS,
+            "account_data": _NO_EVENTS,
+            "timeline": {"limit": timeline_limit},
+        },
+    }
+
+
+# -- typed views of what nio returns --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """The fields of a room event that the bot reads."""
+
+    type: str
+    sender: str
+    event_id: str
+    state_key: str | None
+    content: Mapping[str, object]
+    prev_membership: str | None  # from unsigned.prev_content, for m.room.member
+
+    @property
+    def membership(self) -> str | None:
+        return _text(self.content.get("membership"))
+
+
+@dataclass(frozen=True, slots=True)
+class _JoinedRoom:
+    state: tuple[_Event, ...]  # state before the timeline
+    timeline: tuple[_Event, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Sync:
+    next_batch: str
+    joined: dict[str, _JoinedRoom]
+    invited: dict[str, str | None]  # room id → inviter
+    left: dict[str, _Event | None]  # room id → the bot's last membership event, if sent
+
+
+@dataclass(frozen=True, slots=True)
+class _Levels:
+    """The parts of m.room.power_levels that rank users."""
+
+    users: Mapping[str, int] = field(default_factory=dict)
+    users_default: int = 0
+
+    def of(self, user_id: str) -> int:
+        return self.users.get(user_id, self.users_default)
+
+
+@dataclass(slots=True)
+class _PendingInvite:
+    why: str  # for the log line of the join
+    next_try: float
+    delay: float
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _level(value: object) -> int | None:
+    """Read a power level; old room versions allowed them as strings."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _event(obj: object) -> _Event | None:
+    source = getattr(obj, "source", None)
+    if not isinstance(source, dict):
+        return None
+    kind, sender = source.get("type"), source.get("sender")
+    if not isinstance(kind, str) or not isinstance(sender, str):
+        return None
+    content = source.get("content")
+    unsigned = source.get("unsigned")
+    previous = unsigned.get("prev_content") if isinstance(unsigned, dict) else None
+    return _Event(
+        type=kind,
+        sender=sender,
+        event_id=_text(source.get("event_id")) or "",
+        state_key=_text(source.get("state_key")),
+        content=content if isinstance(content, dict) else {},
+        prev_membership=_text(previous.get("membership")) if isinstance(previous, dict) else None,
+    )
+
+
+def _events(objs: object) -> tuple[_Event, ...]:
+    if not isinstance(objs, list | tuple):
+        return ()
+    return tuple(event for obj in objs if (event := _event(obj)) is not None)
+
+
+def _rooms(section: object) -> list[tuple[str, object]]:
+    if not isinstance(section, dict):
+        return []
+    return [(room_id, info) for room_id, info in section.items() if isinstance(room_id, str)]
+
+
+def _inviter(invite_state: object, me: str) -> str | None:
+    """Find who invited the bot in a room's stripped invite state."""
+    if not isinstance(invite_state, list):
+        return None
+    for obj in invite_state:
+        source = getattr(obj, "source", None)
+        if not isinstance(source, dict) or source.get("type") != "m.room.member":
+            continue
+        # nio moves the content of invite events out of `source` into attributes.
+        membership = getattr(obj, "membership", None)
+        if source.get("state_key") == me and membership == "invite":
+            return _text(source.get("sender"))
+    return None
+
+
+def _own_membership(events: Iterable[_Event], me: str) -> _Event | None:
+    last = None
+    for event in events:
+        if event.type == "m.room.member" and event.state_key == me:
+            last = event
+    return last
+
+
+def _parse_sync(response: object, me: str) -> _Sync:
+    rooms = getattr(response, "rooms", None)
+    joined: dict[str, _JoinedRoom] = {}
+    for room_id, info in _rooms(getattr(rooms, "join", None)):
+        timeline = getattr(getattr(info, "timeline", None), "events", None)
+        joined[room_id] = _JoinedRoom(_events(getattr(info, "state", None)), _events(timeline))
+    invited = {
+        room_id: _inviter(getattr(info, "invite_state", None), me)
+        for room_id, info in _rooms(getattr(rooms, "invite", None))
+    }
+    left: dict[str, _Event | None] = {}
+    for room_id, info in _rooms(getattr(rooms, "leave", None)):
+        timeline = _events(getattr(getattr(info, "timeline", None), "events", None))
+        state = _events(getattr(info, "state", None))
+        left[room_id] = _own_membership((*state, *timeline), me)
+    return _Sync(str(getattr(response, "next_batch", "")), joined, invited, left)
+
+
+def _status(response: object) -> int | None:
+    status = getattr(getattr(response, "transport_response", None), "status", None)
+    return status if isinstance(status, int) else None
+
+
+def _error(
+    what: str,
+    *,
+    status: int | None,
+    errcode: str | None,
+    message: str | None,
+    retry_after_ms: object = None,
+) -> SendError:
+    """Map a homeserver's refusal to the SendError the caller can act on."""
+    text = f"{what}: {errcode or status or 'error'} {message or 'unknown error'}"
+    if errcode == "M_LIMIT_EXCEEDED" or status == 429:
+        delay = _level(retry_after_ms)
+        return RateLimited(delay / 1000 if delay is not None else DEFAULT_RETRY_AFTER, text)
+    # A rejected token is fixed by logging in again (the sync loop does), not by the caller.
+    if status is None or status >= 500 or errcode == "M_UNKNOWN_TOKEN":
+        return HomeserverUnavailable(text, errcode=errcode)
+    if errcode in ("M_FORBIDDEN", "M_NOT_FOUND") or (errcode is None and status in (403, 404)):
+        return RoomUnavailable(text, errcode=errcode)
+    return SendError(text, errcode=errcode)
+
+
+def _response_error(what: str, response: object) -> SendError:
+    if isinstance(response, ErrorResponse):
+        return _error(
+            what,
+            status=_status(response),
+            errcode=_text(response.status_code),
+            message=_text(response.message),
+            retry_after_ms=response.retry_after_ms,
+        )
+    return _error(what, status=_status(response), errcode=None, message=type(response).__name__)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _server_of(user_id: str) -> str:
+    """The server part of a user id (localparts never contain ':'; the server may)."""
+    return user_id.partition(":")[2]
+
+
+def _creators_outrank(room_version: str) -> bool:
+    """Room version 12 (and later, and its draft names) puts creators above power levels."""
+    if room_version.isdigit():
+        return int(room_version) >= 12
+    return room_version.startswith("org.matrix.hydra.")
+
+
+def _command_name(body: str, prefix: str) -> str:
+    words = body[len(prefix) :].split(maxsplit=1)
+    return words[0][:32] if words else ""
+
+
+def reply_txn_id(event_id: str) -> str:
+    """Derive the transaction id of the answer to a command from the command's event id."""
+    return "crieur.reply." + hashlib.sha256(event_id.encode()).hexdigest()[:40]
+
+
+def _reply_content(text: str, html: str | None, command: _Event) -> dict[str, Any]:
+    relation: dict[str, Any] = {"m.in_reply_to": {"event_id": command.event_id}}
+    thread = command.content.get("m.relates_to")
+    if isinstance(thread, dict) and thread.get("rel_type") == "m.thread":
+        root = _text(thread.get("event_id"))
+        if root is not None:
+            relation = {
+                "rel_type": "m.thread",
+                "event_id": root,
+                "is_falling_back": False,
+                **relation,
+            }
+    content: dict[str, Any] = {
+        "msgtype": "m.notice",
+        "body": text,
+        "m.relates_to": relation,
+        "m.mentions": {},  # a bot's answer pings nobody
+    }
+    if html is not None:
+        content["format"] = "org.matrix.custom.html"
+        content["formatted_body"] = html
+    return content
+
+
+# -- the bot ------------------------------------------------------------------------------------
+
+
+class MatrixBot:
+    """One logged-in Matrix device: syncs, follows invites and upgrades, runs commands, sends."""
+
+    def __init__(
+        self,
+        config: MatrixConfig,
+        store: Store,
+        *,
+        data_dir: Path,
+        region_rooms: Mapping[str, Sequence[str]],
+        on_command: CommandCallback | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._region_rooms = {slug: tuple(refs) for slug, refs in region_rooms.items()}
+        # Public: the command handler usually needs this bot (power_level), so it may be
+        # assigned after construction.
+        self.on_command = on_command
+        self._clock = clock
+        self._encryption = config.encryption and bool(ENCRYPTION_ENABLED)
+        if config.encryption and not ENCRYPTION_ENABLED:
+            log.warning(
+                "matrix.encryption is on but the e2e extra is not installed "
+                "(pip install 'crieur-bot[e2e]'): running without encryption, "
+                "so encrypted rooms get no messages"
+            )
+        store_path = self._store_path = data_dir / "matrix-store"
+        if self._encryption:
+            store_path.mkdir(parents=True, exist_ok=True)
+        self._client = AsyncClient(
+            config.homeserver.rstrip("/"),
+            config.user_id,
+            store_path=str(store_path) if self._encryption else "",
+            config=AsyncClientConfig(
+                # nio retries 429s and connection errors forever by default; callers wait
+                # themselves (the dispatcher honours retry_after), so fail after one try.
+                max_limit_exceeded=0,
+                max_timeouts=0,
+                request_timeout=REQUEST_TIMEOUT,
+                encryption_enabled=self._encryption,
+                store_sync_tokens=False,  # the token lives in our store, with our state
+            ),
+        )
+        self._user_id = config.user_id
+        self._device_id: str | None = None
+        self._next_batch: str | None = None
+        self._joined: set[str] | None = None  # None until the first sync lists them
+        self._awaiting_sync: set[str] = set()  # joined by us, not yet seen in a sync
+        self._replacements: dict[str, str] = {}  # tombstoned room → replacement we joined
+        self._awaited_replacements: dict[str, str] = {}  # replacement not joined yet → old room
+        self._creators: dict[str, frozenset[str]] = {}
+        self._levels: dict[str, _Levels] = {}
+        self._encrypted: dict[str, bool] = {}
+        self._pending_invites: dict[str, _PendingInvite] = {}
+        # Configured room ids (aliases once resolved): their invites are always accepted.
+        self._config_rooms = {ref for refs in self._region_rooms.values() for ref in refs}
+        self.last_sync_ok: float | None = None  # epoch of the last processed sync, for health
+
+    @property
+    def user_id(self) -> str:
+        """The bot's Matrix user id."""
+        return self._user_id
+
+    @property
+    def device_id(self) -> str | None:
+        """The device the bot is logged in as (None before start)."""
+        return self._device_id
+
+    @property
+    def encryption_enabled(self) -> bool:
+        """True when messages to encrypted rooms are encrypted."""
+        return self._encryption
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Log in (reusing the stored device), sync once, join the configured rooms."""
+        await self._retrying("log in", self._log_in)
+        invites = await self._first_sync()
+        await self._join_config_rooms()
+        # After the configured joins, which may have been pending invites themselves.
+        for room_id, inviter in invites.items():
+            await self._invited(room_id, inviter)
+
+    async def sync_forever(self) -> None:
+        """Sync until cancelled, backing off while the homeserver is unreachable."""
+        if self._next_batch is None:
+            raise RuntimeError("MatrixBot.start() must run before sync_forever()")
+        delay = 0.0
+        while True:
+            try:
+                sync = await self._sync(self._next_batch, timeout_ms=SYNC_TIMEOUT_MS)
+            except RateLimited as error:
+                log.warning("sync rate limited; waiting %.1f s", error.retry_after)
+                await asyncio.sleep(error.retry_after)
+                continue
+            except SendError as error:
+                delay = min(max(delay * 2, BACKOFF_START), BACKOFF_MAX)
+                log.warning("sync failed (%s); retrying in %.0f s", error, delay)
+                await asyncio.sleep(delay)
+                continue
+            if delay:
+                log.info("sync works again")
+            delay = 0.0
+            await self._process(sync, commands=True)
+            await self._synced(sync)
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        await self._client.close()
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def send_notice(self, room_id: str, content: dict[str, Any], txn_id: str) -> str:
+        """Send one message event; the homeserver deduplicates a repeated `txn_id`.
+
+        Return the event id; raise RateLimited, HomeserverUnavailable, RoomUnavailable or
+        SendError, promptly: nio is told not to retry.
+        """
+        await self._check_can_send(room_id)
+        what = f"send to {room_id}"
+        try:
+            response = await self._call(
+                what,
+                self._client.room_send(
+                    room_id,
+                    "m.room.message",
+                    content,
+                    tx_id=txn_id,
+                    ignore_unverified_devices=True,
+                ),
+            )
+        except (LocalProtocolError, EncryptionError, GroupEncryptionError, OlmTrustError) as error:
+            raise SendError(f"{what}: cannot encrypt: {_describe(error)}") from error
+        if isinstance(response, RoomSendResponse):
+            return str(response.event_id)
+        raise _response_error(what, response)
+
+    async def _check_can_send(self, room_id: str) -> None:
+        if self._encryption:
+            # nio encrypts only for rooms it has synced; it raises for the others.
+            if room_id not in self._client.rooms:
+                if room_id in self._awaiting_sync:
+                    raise HomeserverUnavailable(f"{room_id} was just joined; waiting for a sync")
+                raise RoomUnavailable(f"the bot is not in {room_id}")
+            return
+        encrypted = self._encrypted.get(room_id)
+        if encrypted is None:
+            encrypted = await self._state_content(room_id, "m.room.encryption") is not None
+            self._encrypted[room_id] = encrypted
+        if encrypted:
+            # Sending plain text into an encrypted room would leak it and confuse its members.
+            reason = (
+                "the e2e extra is not installed (pip install 'crieur-bot[e2e]')"
+                if self._config.encryption
+                else "matrix.encryption is off"
+            )
+            raise RoomUnavailable(f"{room_id} is end-to-end encrypted and {reason}")
+
+    # -- power levels -----------------------------------------------------------------------
+
+    async def power_level(self, room_id: str, user_id: str) -> int:
+        """Return the user's power level in the room; CREATOR_POWER for a v12 room's creators.
+
+        Raise HomeserverUnavailable or RoomUnavailable if the room's state cannot be read.
+        """
+        creators = self._creators.get(room_id)
+        if creators is None:
+            creators = await self._fetch_creators(room_id)
+            self._creators[room_id] = creators
+        if user_id in creators:
+            return CREATOR_POWER
+        levels = self._levels.get(room_id)
+        if levels is None:
+            content = await self._state_content(room_id, "m.room.power_levels")
+            levels = _read_levels(content) if content is not None else _Levels()
+            self._levels[room_id] = levels
+        return levels.of(user_id)
+
+    async def _fetch_creators(self, room_id: str) -> frozenset[str]:
+        content = await self._state_content(room_id, "m.room.create")
+        if content is None or not _creators_outrank(_text(content.get("room_version")) or "1"):
+            return frozenset()
+        # The state endpoint gives the content only. In these room versions the room id is the
+        # create event's id with another sigil, so the event (and its sender) can be read.
+        what = f"read the creation of {room_id}"
+        response = await self._call(
+            what, self._client.room_get_event(room_id, "$" + room_id.removeprefix("!"))
+        )
+        if not isinstance(response, RoomGetEventResponse):
+            raise _response_error(what, response)
+        create = _event(response.event)
+        if create is None:
+            raise SendError(f"{what}: unreadable event")
+        return _creators_of(create)
+
+    async def _state_content(self, room_id: str, event_type: str) -> dict[str, object] | None:
+        """Return a state event's content, None if the room has none; raise a SendError."""
+        what = f"read {event_type} of {room_id}"
+        response = await self._call(what, self._client.room_get_state_event(room_id, event_type))
+        status = _status(response)
+        if status == 404:
+            return None
+        content = getattr(response, "content", None)
+        if status == 200 and isinstance(content, dict):
+            return content
+        if isinstance(content, dict):
+            # nio reads an error body other than 404 as a successful response's content.
+            raise _error(
+                what,
+                status=status,
+                errcode=_text(content.get("errcode")),
+                message=_text(content.get("error")),
+                retry_after_ms=content.get("retry_after_ms"),
+            )
+        raise _response_error(what, response)
+
+    # -- login ------------------------------------------------------------------------------
+
+    async def _log_in(self) -> None:
+        config = self._config
+        stored_user = await self._store.get_value(KEY_USER_ID)
+        if stored_user is not None and stored_user != config.user_id:
+            log.warning(
+                "the stored Matrix session is %s's, not %s's: starting a new one",
+                stored_user,
+                config.user_id,
+            )
+            for key in (KEY_DEVICE_ID, KEY_ACCESS_TOKEN, KEY_SYNC_TOKEN, KEY_ROOM_REFS):
+                await self._store.delete_value(key)
+        await self._store.set_value(KEY_USER_ID, config.user_id)
+        device_id = await self._store.get_value(KEY_DEVICE_ID)
+        if (
+            not config.access_token
+            and device_id is not None
+            and not await self._has_crypto_store(device_id)
+        ):
+            # A device whose keys are lost cannot encrypt again (new keys would clash with
+            # the ones it published): log in as a new device instead.
+            log.warning("no crypto store for device %s: logging in as a new device", device_id)
+            await self._store.delete_value(KEY_ACCESS_TOKEN)
+            device_id = None
+        if config.access_token:
+            if await self._resume(config.access_token, device_id, configured=True):
+                return
+            log.warning("matrix.access_token was rejected; logging in with the password")
+        else:
+            token = await self._store.get_value(KEY_ACCESS_TOKEN)
+            if token is not None and await self._resume(token, device_id, configured=False):
+                return
+            if token is not None:
+                log.info("the stored access token was rejected; logging in again")
+        await self._password_login(device_id)
+
+    async def _has_crypto_store(self, device_id: str) -> bool:
+        if not self._encryption:
+            return True
+        path = self._store_path / f"{self._config.user_id}_{device_id}.db"  # nio's naming
+        return await asyncio.to_thread(path.exists)
+
+    async def _resume(self, token: str, device_id: str | None, *, configured: bool) -> bool:
+        """Use an existing access token; False if the homeserver rejects it."""
+        self._client.user_id = self._config.user_id
+        self._client.access_token = token
+        response = await self._call("check the access token", self._client.whoami())
+        if not isinstance(response, WhoamiResponse):
+            error = _response_error("check the access token", response)
+            if error.errcode == "M_UNKNOWN_TOKEN":
+                self._client.access_token = ""
+                return False
+            key = "matrix.access_token" if configured else "matrix.homeserver"
+            raise error if isinstance(error, HomeserverUnavailable) else _login_error(key, error)
+        user_id = str(response.user_id)
+        if user_id != self._config.user_id:
+            key = "matrix.access_token" if configured else "matrix.user_id"
+            raise ConfigError(
+                [(key, f"the access token is {user_id}'s, not {self._config.user_id}'s")]
+            )
+        device = _text(response.device_id) or device_id
+        if device is None:
+            if self._encryption:
+                raise ConfigError([("matrix.access_token", "has no device; encryption needs one")])
+            log.warning("the access token has no device: repeated sends may not be deduplicated")
+        if device is not None:
+            await self._store.set_value(KEY_DEVICE_ID, device)
+        self._client.restore_login(user_id, device or "", token)
+        self._user_id, self._device_id = user_id, device
+        log.info("resumed the session of %s on device %s", user_id, device)
+        return True
+
+    async def _password_login(self, device_id: str | None) -> None:
+        """Log in with the password, on the stored device when there is one."""
+        if not self._config.password:
+            key = "matrix.access_token" if self._config.access_token else "matrix.password"
+            message = (
+                "rejected by the homeserver"
+                if self._config.access_token
+                else "needed: there is no access token to use"
+            )
+            raise ConfigError([(key, message)])
+        # Same device, so transaction ids stay deduplicated and the crypto store stays valid.
+        self._client.device_id = device_id or ""
+        response = await self._call(
+            "log in",
+            self._client.login(
+                password=self._config.password, device_name=self._config.device_name
+            ),
+        )
+        if not isinstance(response, LoginResponse):
+            error = _response_error("log in", response)
+            if isinstance(error, HomeserverUnavailable):
+                raise error
+            raise _login_error("matrix.password", error)
+        user_id, device = str(response.user_id), str(response.device_id)
+        await self._store.set_value(KEY_DEVICE_ID, device)
+        await self._store.set_value(KEY_ACCESS_TOKEN, str(response.access_token))
+        self._user_id, self._device_id = user_id, device
+        log.info("logged in as %s on device %s", user_id, device)
+        await self._upload_keys()
+
+    async def _relogin(self) -> bool:
+        """Log in again after the homeserver forgot our token; False if impossible."""
+        if not self._config.password:
+            log.error("the homeserver rejected the access token and no password is configured")
+            return False
+        try:
+            await self._password_login(self._device_id)
+        except ConfigError as error:
+            log.error("cannot log in again: %s", error)
+            return False
+        return True
+
+    async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
+        """Run a start-up step until the homeserver answers; permanent errors propagate."""
+        delay = 0.0
+        while True:
+            try:
+                return await step()
+            except RateLimited as error:
+                wait = error.retry_after
+                log.warning("%s: rate limited; retrying in %.1f s", what, wait)
+            except HomeserverUnavailable as error:
+                delay = wait = min(max(delay * 2, BACKOFF_START), BACKOFF_MAX)
+                log.warning("%s failed (%s); retrying in %.0f s", what, error, wait)
+            await asyncio.sleep(wait)
+
+    # -- syncing ----------------------------------------------------------------------------
+
+    async def _first_sync(self) -> dict[str, str | None]:
+        """Sync once and process it, except its invites, which are returned."""
+        token = await self._store.get_value(KEY_SYNC_TOKEN)
+        sync: _Sync | None = None
+        if token is not None:
+            try:
+                # Full state: without nio's store, a new client knows no room until it sees
+                # their state (sending or encrypting then fails with "no such room").
+                sync = await self._retrying(
+                    "first sync", lambda: self._sync(token, timeout_ms=0, full_state=True)
+                )
+            except SendError as error:
+                log.warning("the stored sync token was refused (%s); starting from now", error)
+        # Commands sent while the bot was stopped are new; a first start ever skips history.
+        resumed = sync is not None
+        if sync is None:
+            sync = await self._retrying(
+                "first sync", lambda: self._sync(None, timeout_ms=0, timeline_limit=1)
+            )
+        await self._process(sync, commands=resumed, invites=False)
+        await self._synced(sync)
+        return sync.invited
+
+    async def _sync(
+        self,
+        since: str | None,
+        *,
+        timeout_ms: int,
+        full_state: bool = False,
+        timeline_limit: int = TIMELINE_LIMIT,
+    ) -> _Sync:
+        """One /sync; log in again once if the homeserver forgot our token."""
+
+        async def request() -> object:
+            return await self._call(
+                "sync",
+                self._client.sync(
+                    timeout=timeout_ms,
+                    sync_filter=_sync_filter(timeline_limit),
+                    since=since,
+                    full_state=True if full_state else None,
+                ),
+                seconds=FIRST_SYNC_TIMEOUT if full_state else timeout_ms / 1000 + SYNC_MARGIN,
+            )
+
+        response = await request()
+        if not isinstance(response, SyncResponse):
+            error = _response_error("sync", response)
+            if error.errcode != "M_UNKNOWN_TOKEN" or not await self._relogin():
+                raise error
+            response = await request()
+            if not isinstance(response, SyncResponse):
+                raise _response_error("sync", response)
+        return _parse_sync(response, self._user_id)
+
+    async def _synced(self, sync: _Sync) -> None:
+        """Record a processed sync's token, so nothing in it runs again after a restart."""
+        self._next_batch = sync.next_batch
+        await self._store.set_value(KEY_SYNC_TOKEN, sync.next_batch)
+        self.last_sync_ok = self._clock()
+        await self._maintain_keys()
+        await self._retry_invites()
+
+    async def _process(self, sync: _Sync, *, commands: bool, invites: bool = True) -> None:
+        known = self._joined
+        now_joined = set(sync.joined)
+        for room_id, membership in sync.left.items():
+            await self._left(room_id, membership, was_joined=known is None or room_id in known)
+        for room_id, room in sync.joined.items():
+            await self._joined_room(room_id, room, now_joined, commands=commands)
+        self._awaiting_sync -= now_joined
+        self._joined = (now_joined if known is None else known | now_joined) - set(sync.left)
+        if invites:
+            for room_id, inviter in sync.invited.items():
+                await self._invited(room_id, inviter)
+
+    async def _joined_room(
+        self, room_id: str, room: _JoinedRoom, now_joined: set[str], *, commands: bool
+    ) -> None:
+        self._pending_invites.pop(room_id, None)
+        replacement: str | None = None
+        for event in room.state:
+            replacement = self._observe_state(room_id, event) or replacement
+        # The first sync after a join carries the room's recent history up to the bot's join
+        # event: none of that is live. A timeline that starts after the join is all live.
+        live_from = 0
+        for index, event in enumerate(room.timeline):
+            if self._is_own_join(event):
+                live_from = index + 1
+        for index, event in enumerate(room.timeline):
+            if event.state_key is not None:
+                replacement = self._observe_state(room_id, event) or replacement
+            elif commands and index >= live_from and self._is_command(event):
+                await self._run_command(room_id, event)
+        if replacement is not None:
+            await self._follow_replacement(room_id, replacement, now_joined)
+
+    def _is_own_join(self, event: _Event) -> bool:
+        return (
+            event.type == "m.room.member"
+            and event.state_key == self._user_id
+            and event.membership == "join"
+            and event.prev_membership != "join"  # not a display name or avatar change
+        )
+
+    def _observe_state(self, room_id: str, event: _Event) -> str | None:
+        """Keep what the bot needs from a state event; return a tombstone's replacement."""
+        if event.state_key != "":
+            return None
+        if event.type == "m.room.create":
+            self._creators[room_id] = _creators_of(event)
+        elif event.type == "m.room.power_levels":
+            self._levels[room_id] = _read_levels(event.content)
+        elif event.type == "m.room.encryption":
+            self._encrypted[room_id] = True
+        elif event.type == "m.room.tombstone":
+            replacement = _text(event.content.get("replacement_room"))
+            return replacement if replacement and replacement != room_id else None
+        return None
+
+    async def _left(self, room_id: str, membership: _Event | None, *, was_joined: bool) -> None:
+        self._pending_invites.pop(room_id, None)
+        self._forget(room_id)
+        if membership is not None and membership.prev_membership in ("invite", "knock"):
+            return  # a declined or withdrawn invite: the bot was never in the room
+        if not was_joined and (membership is None or membership.prev_membership != "join"):
+            return
+        reason = "left"
+        if membership is not None:
+            why = _text(membership.content.get("reason"))
+            suffix = f": {why}" if why else ""
+            if membership.membership == "ban":
+                reason = f"banned by {membership.sender}{suffix}"
+            elif membership.sender != self._user_id:
+                reason = f"kicked by {membership.sender}{suffix}"
+        dropped = await self._store.room_left(room_id, now=self._clock(), reason=reason)
+        log.info("no longer in %s (%s); dropped %d pending messages", room_id, reason, dropped)
+
+    def _forget(self, room_id: str) -> None:
+        self._creators.pop(room_id, None)
+        self._levels.pop(room_id, None)
+        self._encrypted.pop(room_id, None)
+
+    # -- invites, joins, upgrades -----------------------------------------------------------
+
+    def _may_invite(self, inviter: str) -> bool:
+        server = _server_of(inviter).lower()
+        return any(
+            allowed == inviter or (not allowed.startswith("@") and allowed.lower() == server)
+            for allowed in self._config.accept_invites_from
+        )
+
+    async def _invited(self, room_id: str, inviter: str | None) -> None:
+        if room_id in self._awaiting_sync or (self._joined is not None and room_id in self._joined):
+            return
+        who = inviter or "an unknown user"
+        replaced = self._awaited_replacements.get(room_id)
+        if replaced is not None:
+            why = f"invited by {who} to the replacement of {replaced}"
+        elif room_id in self._config_rooms:
+            why = f"invited by {who} to a configured room"
+        elif inviter is not None and self._may_invite(inviter):
+            why = f"invited by {who}"
+        else:
+            await self._decline(room_id, who)
+            return
+        if not await self._accept(room_id, why):
+            # Invites are not sent again: keep trying, or the bot misses the room for good.
+            self._pending_invites[room_id] = _PendingInvite(
+                why, self._clock() + BACKOFF_MAX, BACKOFF_MAX
+            )
+
+    async def _accept(self, room_id: str, why: str) -> bool:
+        if await self._join(room_id, why=why) is None:
+            return False
+        replaced = self._awaited_replacements.pop(room_id, None)
+        if replaced is not None:
+            await self._moved(replaced, room_id)
+        return True
+
+    async def _decline(self, room_id: str, inviter: str) -> None:
+        log.info(
+            "declining the invite to %s from %s (not in matrix.accept_invites_from)",
+            room_id,
+            inviter,
+        )
+        what = f"decline the invite to {room_id}"
+        try:
+            response = await self._call(what, self._client.room_leave(room_id))
+        except HomeserverUnavailable as error:
+            log.warning("cannot %s: %s", what, error)
+            return
+        if not isinstance(response, RoomLeaveResponse):
+            log.warning("cannot %s: %s", what, _response_error(what, response))
+
+    async def _retry_invites(self) -> None:
+        now = self._clock()
+        for room_id, pending in list(self._pending_invites.items()):
+            if pending.next_try > now:
+                continue
+            if await self._accept(room_id, pending.why):
+                del self._pending_invites[room_id]
+            else:
+                pending.delay = min(pending.delay * 2, INVITE_RETRY_MAX)
+                pending.next_try = now + pending.delay
+
+    async def _join(self, target: str, *, why: str) -> str | None:
+        """Join a room by id or alias; return its id, or None (logged) if that failed."""
+        what = f"join {target}"
+        try:
+            response = await self._call(what, self._client.join(target))
+        except HomeserverUnavailable as error:
+            log.warning("cannot %s (%s): %s", what, why, error)
+            return None
+        if not isinstance(response, JoinResponse):
+            log.warning("cannot %s (%s): %s", what, why, _response_error(what, response))
+            return None
+        room_id = str(response.room_id)
+        if self._joined is None or room_id not in self._joined:
+            self._awaiting_sync.add(room_id)
+        await self._store.room_joined(room_id)
+        shown = room_id if target == room_id else f"{target} ({room_id})"
+        log.info("joined %s: %s", shown, why)
+        return room_id
+
+    async def _follow_replacement(self, old: str, new: str, now_joined: set[str]) -> None:
+        """Move to the room that replaces an upgraded one, subscriptions included."""
+        if self._replacements.get(old) == new:
+            return
+        in_new = new in now_joined or (self._joined is not None and new in self._joined)
+        if not in_new and await self._join(new, why=f"replaces {old}") is None:
+            # Upgrading clients invite the members of a private room after the tombstone.
+            self._awaited_replacements[new] = old
+            log.info("%s was replaced by %s; waiting for an invite to it", old, new)
+            return
+        await self._moved(old, new)
+
+    async def _moved(self, old: str, new: str) -> None:
+        self._replacements[old] = new
+        self._awaited_replacements.pop(new, None)
+        subscriptions = await self._store.subscriptions(old)
+        if subscriptions.regions or subscriptions.organisations or subscriptions.muted:
+            await self._store.move_room(old, new)
+            log.info("%s was replaced by %s: its subscriptions moved there", old, new)
+
+    async def _join_config_rooms(self) -> None:
+        """Join every configured room and make it follow its regions."""
+        stored = await self._store.get_value(KEY_ROOM_REFS)
+        try:
+            remembered = json.loads(stored) if stored else {}
+        except json.JSONDecodeError:
+            remembered = {}
+        if not isinstance(remembered, dict):
+            remembered = {}
+        resolved: dict[str, str] = {}
+        follows: dict[str, list[str]] = {}
+        for region, refs in self._region_rooms.items():
+            for ref in refs:
+                if ref not in resolved:
+                    room_id = await self._join_config_room(ref, region)
+                    if room_id is None:
+                        # Keep following what the reference meant last time: messages then
+                        # wait for the room instead of being routed nowhere.
+                        last = remembered.get(ref)
+                        room_id = last if isinstance(last, str) else None
+                        room_id = room_id or (ref if ref.startswith("!") else None)
+                    if room_id is None:
+                        continue
+                    resolved[ref] = room_id
+                    self._config_rooms.add(room_id)
+                follows.setdefault(resolved[ref], []).append(region)
+        await self._store.set_value(KEY_ROOM_REFS, json.dumps(resolved, sort_keys=True))
+        await self._store.sync_config_follows(follows, now=self._clock())
+
+    async def _join_config_room(self, ref: str, region: str) -> str | None:
+        room_id = await self._join(ref, why=f"configured for region {region}")
+        if room_id is None:
+            return None
+        # A configured room that was upgraded lives on in its replacement.
+        for _ in range(MAX_REPLACEMENT_HOPS):
+            new = self._replacements.get(room_id)
+            if new is None:
+                break
+            if (self._joined is None or new not in self._joined) and await self._join(
+                new, why=f"replaces {room_id}"
+            ) is None:
+                break
+            room_id = new
+        return room_id
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def _is_command(self, event: _Event) -> bool:
+        if event.type != "m.room.message" or event.sender == self._user_id:
+            return False
+        content = event.content
+        relation = content.get("m.relates_to")
+        if isinstance(relation, dict) and relation.get("rel_type") == "m.replace":
+            return False  # an edit: the original was the command
+        body = content.get("body")
+        return (
+            content.get("msgtype") == "m.text"
+            and isinstance(body, str)
+            and body.startswith(self._config.command_prefix)
+        )
+
+    async def _run_command(self, room_id: str, event: _Event) -> None:
+        body = _text(event.content.get("body")) or ""
+        name = _command_name(body, self._config.command_prefix)
+        log.info("command %r from %s in %s", name, event.sender, room_id)
+        handler = self.on_command
+        if handler is None:
+            return
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                answer = await handler(room_id, event.sender, event.event_id, body)
+        except TimeoutError:
+            log.error(
+                "command %r in %s took over %.0f s; abandoned", name, room_id, COMMAND_TIMEOUT
+            )
+            return
+        except Exception:
+            # A failing command must not stop the sync loop, nor the commands after it.
+            log.exception("command %r from %s in %s failed", name, event.sender, room_id)
+            return
+        if answer is not None:
+            text, html = answer
+            await self._reply(room_id, _reply_content(text, html, event), event.event_id)
+
+    async def _reply(self, room_id: str, content: dict[str, Any], event_id: str) -> None:
+        txn_id = reply_txn_id(event_id)
+        for attempt in range(REPLY_ATTEMPTS):
+            try:
+                await self.send_notice(room_id, content, txn_id)
+            except RateLimited as error:
+                wait = error.retry_after
+            except HomeserverUnavailable as error:
+                wait = BACKOFF_START * 2**attempt
+                log.warning("cannot answer %s in %s yet: %s", event_id, room_id, error)
+            except SendError as error:
+                log.warning("cannot answer %s in %s: %s", event_id, room_id, error)
+                return
+            else:
+                return
+            await asyncio.sleep(wait)
+        log.warning("gave up answering %s in %s", event_id, room_id)
+
+    # -- encryption -------------------------------------------------------------------------
+
+    async def _upload_keys(self) -> None:
+        if self._encryption and self._client.should_upload_keys:
+            _log_refusal("upload keys", await self._call("upload keys", self._client.keys_upload()))
+
+    async def _maintain_keys(self) -> None:
+        """Upload, query and claim keys and send to-device messages, as nio's own loop does."""
+        if not self._encryption:
+            return
+        client = self._client
+        try:
+            await self._upload_keys()
+            if client.should_query_keys:
+                _log_refusal("query keys", await self._call("query keys", client.keys_query()))
+            if client.should_claim_keys:
+                users = client.get_users_for_key_claiming()
+                _log_refusal("claim keys", await self._call("claim keys", client.keys_claim(users)))
+            await self._call("send to-device messages", client.send_to_device_messages())
+        except (HomeserverUnavailable, LocalProtocolError) as error:
+            log.warning("key maintenance failed: %s", _describe(error))
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def _call(
+        self, what: str, request: Awaitable[object], *, seconds: float = REQUEST_TIMEOUT
+    ) -> object:
+        """Await one nio request; a transport failure becomes HomeserverUnavailable."""
+        try:
+            async with asyncio.timeout(seconds + 5.0):  # nio's own timeout should fire first
+                return await request
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise HomeserverUnavailable(f"{what}: {_describe(error)}") from error
+
+
+def _creators_of(create: _Event) -> frozenset[str]:
+    version = _text(create.content.get("room_version")) or "1"
+    if not _creators_outrank(version):
+        return frozenset()
+    extra = create.content.get("additional_creators")
+    others = {user for user in extra if isinstance(user, str)} if isinstance(extra, list) else set()
+    return frozenset({create.sender, *others})
+
+
+def _read_levels(content: Mapping[str, object]) -> _Levels:
+    users = content.get("users")
+    levels = {
+        user: level
+        for user, value in (users.items() if isinstance(users, dict) else ())
+        if isinstance(user, str) and (level := _level(value)) is not None
+    }
+    default = _level(content.get("users_default"))
+    return _Levels(levels, default if default is not None else 0)
+
+
+def _login_error(key: str, error: SendError) -> ConfigError:
+    return ConfigError([(key, f"refused by the homeserver: {error}")])
+
+
+def _log_refusal(what: str, response: object) -> None:
+    if isinstance(response, ErrorResponse):
+        log.warning("cannot %s: %s", what, _response_error(what, response))
