@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return sub
 
+    with_config(commands.add_parser("run", help="run the bot until SIGINT or SIGTERM"))
     with_config(commands.add_parser("check", help="validate the configuration and summarise it"))
     fetch = with_config(
         commands.add_parser("fetch", help="poll feeds once and print what is new (no Matrix)")
@@ -67,6 +68,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     importer.add_argument("file", type=Path, metavar="FILE")
     with_config(commands.add_parser("export-opml", help="print the organisations as OPML"))
+    demo = commands.add_parser(
+        "demo",
+        help="try Crieur: a throwaway homeserver, sample feeds and the bot, all on this machine",
+    )
+    demo.add_argument(
+        "--port", type=int, default=8008, help="the homeserver's port on 127.0.0.1 (default: 8008)"
+    )
+    demo.add_argument(
+        "--fresh", action="store_true", help="delete the data directory first and start over"
+    )
+    demo.add_argument(
+        "--every",
+        default="5s",
+        metavar="DURATION",
+        help="a new sample item this often; the bot polls as often (default: 5s)",
+    )
+    demo.add_argument(
+        "--for",
+        dest="duration",
+        metavar="DURATION",
+        help="stop by itself after this long, like 2m (default: run until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--data-dir",
+        default=".crieur-demo",
+        metavar="DIR",
+        help="homeserver, database and feeds, kept for the next run (default: ./.crieur-demo)",
+    )
     return parser
 
 
@@ -75,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     redactor = setup_logging(args.log_level, args.log_format)
     try:
+        if args.command == "run":
+            return cmd_run(args, redactor)
         if args.command == "check":
             return cmd_check(args, sys.stdout)
         if args.command == "fetch":
@@ -83,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_import_opml(args, sys.stdout)
         if args.command == "export-opml":
             return cmd_export_opml(args, sys.stdout)
+        if args.command == "demo":
+            return cmd_demo(args, argv)
     except ConfigError as error:
         for line in error.lines():
             print(f"error: {line}", file=sys.stderr)
@@ -99,6 +132,16 @@ def read_config(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
     """Load the configuration named by `-c` (or the default places)."""
     environ = os.environ if env is None else env
     return load_config(resolve_config_path(args.config, environ), environ)
+
+
+def cmd_run(args: argparse.Namespace, redactor: RedactSecrets) -> int:
+    """Run the bot until a signal stops it."""
+    # Imported here: the Matrix side is not needed by the other commands.
+    from .app import run_until_signalled
+
+    config = read_config(args)
+    redactor.add(config.matrix.password, config.matrix.access_token)
+    return asyncio.run(run_until_signalled(config, redactor))
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
@@ -226,3 +269,22 @@ def cmd_export_opml(args: argparse.Namespace, out: TextIO) -> int:
     config = read_config(args)
     out.write(write_opml(Catalogue.from_config(config)).decode())
     return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """Run a throwaway homeserver, sample feeds and the bot, and echo what the bot posts."""
+    # Imported here: only the demo needs matrix-synapse.
+    from .demo.runner import demo_options, run_demo
+
+    options = demo_options(
+        port=args.port,
+        fresh=args.fresh,
+        every=args.every,
+        duration=args.duration,
+        data_dir=args.data_dir,
+    )
+    # The bot logs warnings only, so that the echoed posts stand out, unless --log-level is given.
+    probe = build_parser()
+    probe.set_defaults(log_level=None)
+    level = probe.parse_args(argv).log_level or "warning"
+    return run_demo(options, redactor=setup_logging(level, args.log_format))

@@ -77,7 +77,8 @@ def setup_logging(level: str = "info", fmt: LogFormat = "text") -> RedactSecrets
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # Third-party chatter at debug level would drown ours (and could echo request bodies).
-    for noisy in ("aiohttp.access", "nio.responses", "nio.rooms", "nio.client"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    # Third-party debug output would drown ours, and some of it echoes secrets: nio logs
+    # login responses, aiosqlite logs query parameters (the stored access token among them).
+    for noisy in ("aiohttp.access", "aiosqlite", "nio", "peewee"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     return redactor

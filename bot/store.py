@@ -604,6 +604,15 @@ class Store:
                     (new_room_id, old_room_id),
                 )
                 await conn.execute(f"DELETE FROM {table} WHERE room_id = ?", (old_room_id,))
+            # Pending messages follow the room, unless the new room already has that entry.
+            await conn.execute(
+                """UPDATE outbox SET room_id = :new
+                   WHERE room_id = :old AND sent_at IS NULL
+                     AND (entry_id IS NULL OR entry_id NOT IN
+                          (SELECT entry_id FROM outbox
+                           WHERE room_id = :new AND entry_id IS NOT NULL))""",
+                {"new": new_room_id, "old": old_room_id},
+            )
             await conn.execute(
                 "DELETE FROM outbox WHERE room_id = ? AND sent_at IS NULL", (old_room_id,)
             )

@@ -317,3 +317,12 @@ async def test_values_are_stored_and_forgotten(store: Store) -> None:
     assert await store.get_value("sync_token") == "s2"
     await store.delete_value("sync_token")
     assert await store.get_value("sync_token") is None
+
+
+async def test_room_upgrade_carries_pending_messages(store: Store) -> None:
+    await store.follow("!old:x", "region", "france", now=NOW)
+    await seed(store)
+    await poll(store, "april", "france", [entry("new")])
+    await store.move_room("!old:x", "!new:x")
+    (moved,) = await store.pending_deliveries(NOW)
+    assert moved.room_id == "!new:x"

@@ -1,0 +1,146 @@
+"""`crieur run`: wires store, Matrix client, dispatcher and scheduler, and runs them together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .catalogue import Catalogue
+from .commands import Commands
+from .config import Config
+from .dispatcher import DeliveryRenderer, Dispatcher
+from .fetcher import Fetcher
+from .health import HealthProbe, serve
+from .logs import RedactSecrets
+from .matrix import KEY_ACCESS_TOKEN, MatrixBot
+from .metrics import CountingSender, Metrics
+from .pipeline import Pipeline, PollOutcome
+from .scheduler import Scheduler
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+def data_dir_for(config: Config) -> Path:
+    """Return where the Matrix client keeps its files (beside the database)."""
+    if str(config.database) == ":memory:":
+        return Path(".crieur-matrix")
+    return config.database.parent / "matrix"
+
+
+async def run_bot(
+    config: Config,
+    *,
+    redactor: RedactSecrets | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run the bot until cancelled; leaves the database consistent when stopped."""
+    catalogue = Catalogue.from_config(config)
+    store = await Store.open(config.database)
+    try:
+        await store.sync_feeds(
+            (org.slug, url) for org in config.organisations.values() for url in org.feeds
+        )
+        bot = MatrixBot(
+            config.matrix,
+            store,
+            data_dir=data_dir_for(config),
+            region_rooms={slug: region.rooms for slug, region in config.regions.items()},
+        )
+        bot.on_command = Commands(
+            store,
+            catalogue,
+            language=config.language,
+            prefix=config.matrix.command_prefix,
+            admins=config.matrix.admins,
+            manage_power_level=config.matrix.manage_power_level,
+            power_level=bot.power_level,
+        )
+        try:
+            await bot.start()
+            if redactor is not None:
+                redactor.add(await store.get_value(KEY_ACCESS_TOKEN))
+            async with Fetcher(config.polling) as fetcher:
+                await _serve(config, store, bot, fetcher, catalogue, on_ready)
+        finally:
+            await bot.close()
+    finally:
+        await store.close()
+        log.info("stopped")
+
+
+async def _serve(
+    config: Config,
+    store: Store,
+    bot: MatrixBot,
+    fetcher: Fetcher,
+    catalogue: Catalogue,
+    on_ready: Callable[[], None] | None,
+) -> None:
+    metrics = Metrics()
+    dispatcher = Dispatcher(
+        store,
+        CountingSender(bot, metrics),
+        DeliveryRenderer(catalogue, config.language),
+        listeners={"metrics": metrics.message_sent},
+    )
+
+    def wake_dispatcher(outcome: PollOutcome) -> None:
+        if outcome.record is not None and outcome.record.deliveries:
+            dispatcher.wake()
+
+    pipeline = Pipeline(
+        store,
+        fetcher,
+        config.organisations,
+        config.polling,
+        clock=time.time,
+        listeners=(wake_dispatcher, metrics.observe_poll),
+    )
+    scheduler = Scheduler(store, pipeline.poll, concurrency=config.polling.concurrency)
+    probe = HealthProbe(
+        last_sync=lambda: bot.last_sync_ok,
+        last_tick=lambda: scheduler.last_tick,
+        # A long-poll sync answers at least every 30 s: it doubles as the reachability probe.
+        last_reachable=lambda: bot.last_sync_ok,
+        started=time.time(),
+    )
+    async with serve(config.http.listen, probe, metrics, store), asyncio.TaskGroup() as group:
+        group.create_task(bot.sync_forever(), name="sync")
+        # Messages owed from before a stop go out before new polls add to them.
+        pending = await store.outbox_size()
+        if pending:
+            log.info("delivering %d pending messages before polling", pending)
+            await dispatcher.drain()
+        group.create_task(dispatcher.run(), name="dispatcher")
+        group.create_task(scheduler.run(), name="scheduler")
+        log.info(
+            "running as %s: %d organisations, %d feeds",
+            bot.user_id,
+            len(config.organisations),
+            sum(len(org.feeds) for org in config.organisations.values()),
+        )
+        if on_ready is not None:
+            on_ready()
+
+
+async def run_until_signalled(config: Config, redactor: RedactSecrets | None = None) -> int:
+    """Run the bot until SIGINT or SIGTERM, then stop cleanly; return the exit code."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.create_task(run_bot(config, redactor=redactor), name="crieur")
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, main.cancel)
+    try:
+        await main
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # we were cancelled ourselves, not by a signal
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return 0
