@@ -89,6 +89,9 @@ async def _serve(
         listeners={"metrics": metrics.message_sent},
     )
 
+    # A room the bot (re)joins may hold paused messages: send them now, not at the next tick.
+    bot.on_joined = lambda room_id: dispatcher.wake()
+
     def wake_dispatcher(outcome: PollOutcome) -> None:
         if outcome.record is not None and outcome.record.deliveries:
             dispatcher.wake()
@@ -108,6 +111,8 @@ async def _serve(
         # A long-poll sync answers at least every 30 s: it doubles as the reachability probe.
         last_reachable=lambda: bot.last_sync_ok,
         started=time.time(),
+        failing_since=lambda: bot.sync_failing_since,
+        unhealthy_after=config.http.unhealthy_after,
     )
     async with serve(config.http.listen, probe, metrics, store), asyncio.TaskGroup() as group:
         group.create_task(bot.sync_forever(), name="sync")

@@ -60,6 +60,7 @@ class HttpConfig:
     """The optional health and metrics listener."""
 
     listen: str | None = None  # "host:port"; None = no health/metrics listener
+    unhealthy_after: float = 90.0  # seconds the homeserver may fail before /health says 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,7 @@ _POLLING_KEYS = (
     "max_age",
     "allow_private_networks",
 )
-_HTTP_KEYS = ("listen",)
+_HTTP_KEYS = ("listen", "unhealthy_after")
 _REGION_KEYS = ("name", "rooms")
 _ORGANISATION_KEYS = ("name", "region", "url", "feeds", "interval")
 
@@ -503,11 +504,15 @@ def _parse_polling(value: object, problems: _Problems) -> PollingConfig:
 
 
 def _parse_http(value: object, problems: _Problems) -> HttpConfig:
+    defaults = HttpConfig()
     section = _section(value, "http", _HTTP_KEYS, (), problems, allow_none=True)
     if section is None:
-        return HttpConfig()
+        return defaults
     read = _Reader(section, "http", problems)
-    return HttpConfig(listen=read.optional("listen", _listen, None))
+    return HttpConfig(
+        listen=read.optional("listen", _listen, None),
+        unhealthy_after=read.optional("unhealthy_after", _duration, defaults.unhealthy_after),
+    )
 
 
 def _parse_regions(value: object, problems: _Problems) -> dict[str, Region]:

@@ -39,16 +39,29 @@ class HealthProbe:
     tick_max_age: float = TICK_MAX_AGE
     reachable_max_age: float = REACHABLE_MAX_AGE
     grace: float = START_GRACE
+    failing_since: TimeSource = lambda: None  # start of the current run of failed syncs
+    unhealthy_after: float = SYNC_MAX_AGE  # how long such a run is tolerated
 
     def check(self, now: float) -> tuple[bool, dict[str, Any]]:
         """Return whether every component is fresh, and each one's state for the JSON answer."""
         checks = {
             "sync": self._component(self.last_sync(), self.sync_max_age, now),
             "scheduler": self._component(self.last_tick(), self.tick_max_age, now),
-            "homeserver": self._component(self.last_reachable(), self.reachable_max_age, now),
+            "homeserver": self._homeserver(now),
         }
         ok = all(component["ok"] for component in checks.values())
         return ok, {"ok": ok, "checks": checks}
+
+    def _homeserver(self, now: float) -> dict[str, Any]:
+        component = self._component(self.last_reachable(), self.reachable_max_age, now)
+        failing_since = self.failing_since()
+        if failing_since is not None:
+            # Failures say more, sooner, than an idle long-poll's age: a sync answers only
+            # every 30 s when nothing happens, so its age alone cannot be held to seconds.
+            failing_for = max(now - failing_since, 0.0)
+            component["failing_for"] = round(failing_for, 1)
+            component["ok"] = component["ok"] and failing_for <= self.unhealthy_after
+        return component
 
     def _component(self, last: float | None, max_age: float, now: float) -> dict[str, Any]:
         if last is None:

@@ -377,6 +377,8 @@ class MatrixBot:
         self._pending_invites: dict[str, _PendingInvite] = {}
         # Configured room ids (aliases once resolved): their invites are always accepted.
         self._config_rooms = {ref for refs in self._region_rooms.values() for ref in refs}
+        self.sync_failing_since: float | None = None  # first failed sync of a run of failures
+        self.on_joined: Callable[[str], None] | None = None  # told of each room joined
         self.last_sync_ok: float | None = None  # epoch of the last processed sync, for health
 
     @property
@@ -418,6 +420,8 @@ class MatrixBot:
                 await asyncio.sleep(error.retry_after)
                 continue
             except SendError as error:
+                if self.sync_failing_since is None:
+                    self.sync_failing_since = self._clock()
                 delay = min(max(delay * 2, BACKOFF_START), BACKOFF_MAX)
                 log.warning("sync failed (%s); retrying in %.0f s", error, delay)
                 await asyncio.sleep(delay)
@@ -425,6 +429,7 @@ class MatrixBot:
             if delay:
                 log.info("sync works again")
             delay = 0.0
+            self.sync_failing_since = None
             await self._process(sync, commands=True)
             await self._synced(sync)
 
@@ -890,6 +895,8 @@ class MatrixBot:
         if self._joined is None or room_id not in self._joined:
             self._awaiting_sync.add(room_id)
         await self._store.room_joined(room_id)
+        if self.on_joined is not None:
+            self.on_joined(room_id)
         shown = room_id if target == room_id else f"{target} ({room_id})"
         log.info("joined %s: %s", shown, why)
         return room_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from .model import Delivery, Entry
 log = logging.getLogger(__name__)
 
 FollowKind = Literal["region", "organisation"]
+_CONFIG_FOLLOWS = "config.follows"  # the room → region pairs of the last configuration applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,25 +572,41 @@ class Store:
     async def sync_config_follows(
         self, follows: Mapping[str, Iterable[str]], *, now: float
     ) -> None:
-        """Make rooms named in the configuration follow their regions (room id → region slugs)."""
+        """Apply changes of the configuration's room → regions follows since the last start.
+
+        Only pairs that appeared in or left the configuration are touched, so a moderator's
+        `!unsubscribe` of a configured region lasts until the configuration itself changes.
+        """
+        wanted = {(room, region) for room, regions in follows.items() for region in regions}
         async with self._transaction() as conn:
-            wanted = {(room, region) for room, regions in follows.items() for region in regions}
             async with conn.execute(
-                "SELECT room_id, slug FROM follows WHERE origin = 'config'"
-            ) as cursor:
-                existing = {(row[0], row[1]) for row in await cursor.fetchall()}
-            for room_id, region in existing - wanted:
+                "SELECT value FROM kv WHERE key = ?", (_CONFIG_FOLLOWS,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                applied = {(room, region) for room, region in json.loads(row[0])}
+            else:  # databases from before this record: the config rows are what was applied
+                async with conn.execute(
+                    "SELECT room_id, slug FROM follows WHERE origin = 'config'"
+                ) as cursor:
+                    applied = {(r[0], r[1]) for r in await cursor.fetchall()}
+            for room_id, region in applied - wanted:
                 await conn.execute(
                     "DELETE FROM follows WHERE room_id = ? AND kind = 'region' AND slug = ?"
                     " AND origin = 'config'",
                     (room_id, region),
                 )
-            for room_id, region in sorted(wanted - existing):
+            for room_id, region in sorted(wanted - applied):
                 await conn.execute(
                     """INSERT INTO follows (room_id, kind, slug, origin, created)
                        VALUES (?, 'region', ?, 'config', ?) ON CONFLICT DO NOTHING""",
                     (room_id, region, now),
                 )
+            await conn.execute(
+                "INSERT INTO kv (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_CONFIG_FOLLOWS, json.dumps(sorted(wanted))),
+            )
 
     async def followed_rooms(self) -> list[str]:
         """Return every room that follows something."""

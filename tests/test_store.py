@@ -326,3 +326,14 @@ async def test_room_upgrade_carries_pending_messages(store: Store) -> None:
     await store.move_room("!old:x", "!new:x")
     (moved,) = await store.pending_deliveries(NOW)
     assert moved.room_id == "!new:x"
+
+
+async def test_unfollowing_a_configured_region_lasts_until_the_config_changes(
+    store: Store,
+) -> None:
+    await store.sync_config_follows({"!a:x": ["france"]}, now=NOW)
+    await store.unfollow("!a:x", "region", "france")
+    await store.sync_config_follows({"!a:x": ["france"]}, now=NOW)
+    assert (await store.subscriptions("!a:x")).regions == ()
+    await store.sync_config_follows({"!a:x": ["france", "bretagne"]}, now=NOW)
+    assert (await store.subscriptions("!a:x")).regions == ("bretagne",)
