@@ -70,13 +70,14 @@ from nio import (
 )
 from signedjson.key import generate_signing_key, write_signing_keys
 
+from bot.demo.homeserver import homeserver_config, log_config, relaxed_rate_limits
+
 HOST = "127.0.0.1"
 SERVER_NAME = "localhost"
 START_TIMEOUT = 60.0
 STOP_GRACE = 10.0
 
-# High enough that no test ever meets them; Synapse keeps burst_count as an int.
-_RELAXED = {"per_second": 100_000, "burst_count": 1_000_000}
+# Strict enough that a burst of a few messages meets it; Synapse keeps burst_count as an int.
 STRICT_MESSAGE_RATE = {"per_second": 0.5, "burst_count": 3}
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -113,27 +114,10 @@ class Account:
 
 def rate_limits(*, strict: bool = False) -> dict[str, Any]:
     """The ``rc_*`` settings: everything relaxed; ``rc_message`` strict if asked."""
-    relaxed = dict(_RELAXED)
-    return {
-        "rc_message": dict(STRICT_MESSAGE_RATE) if strict else relaxed,
-        "rc_registration": relaxed,
-        "rc_registration_token_validity": relaxed,
-        "rc_login": {"address": relaxed, "account": relaxed, "failed_attempts": relaxed},
-        "rc_joins": {"local": relaxed, "remote": relaxed},
-        "rc_joins_per_room": relaxed,
-        "rc_invites": {"per_room": relaxed, "per_user": relaxed, "per_issuer": relaxed},
-        "rc_third_party_invite": relaxed,
-        "rc_3pid_validation": relaxed,
-        "rc_room_creation": relaxed,
-        "rc_admin_redaction": relaxed,
-        "rc_key_requests": relaxed,
-        "rc_media_create": relaxed,
-        "rc_presence": {"per_user": relaxed},
-        "rc_delayed_event_mgmt": relaxed,
-        "rc_reports": relaxed,
-        "rc_user_directory": relaxed,
-        "rc_profile": relaxed,
-    }
+    limits = relaxed_rate_limits()
+    if strict:
+        limits["rc_message"] = dict(STRICT_MESSAGE_RATE)
+    return limits
 
 
 def _free_port() -> int:
@@ -239,58 +223,20 @@ class SynapseServer:
         if not key_path.exists():
             with key_path.open("w") as key_file:
                 write_signing_keys(key_file, [generate_signing_key("a_" + secrets.token_hex(2))])
-        log_config = {
-            "version": 1,
-            "formatters": {
-                "precise": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"},
-            },
-            "handlers": {
-                "file": {
-                    "class": "logging.FileHandler",
-                    "formatter": "precise",
-                    "filename": str(self.log_path),
-                    "encoding": "utf8",
-                },
-            },
-            "root": {"level": "WARNING", "handlers": ["file"]},
-            "disable_existing_loggers": False,
-        }
         log_config_path = directory / "log.yaml"
-        log_config_path.write_text(yaml.safe_dump(log_config))
-        config: dict[str, Any] = {
-            "server_name": self.server_name,
-            "public_baseurl": self.base_url + "/",
-            "listeners": [
-                {
-                    "port": self.port,
-                    "bind_addresses": [HOST],
-                    "type": "http",
-                    "tls": False,
-                    "x_forwarded": False,
-                    "resources": [{"names": ["client"], "compress": False}],
-                }
-            ],
-            "database": {"name": "sqlite3", "args": {"database": str(directory / "homeserver.db")}},
-            "log_config": str(log_config_path),
-            "media_store_path": str(directory / "media"),
-            "signing_key_path": str(key_path),
-            "registration_shared_secret": self._shared_secret,
-            "macaroon_secret_key": secrets.token_urlsafe(32),
-            "form_secret": secrets.token_urlsafe(32),
-            "enable_registration": False,
-            # Fast password hashing: registration and login are otherwise ~0.4 s each.
-            "bcrypt_rounds": 4,
-            "report_stats": False,
-            "enable_metrics": False,
-            "federation_domain_whitelist": [],
-            "trusted_key_servers": [],
-            "suppress_key_server_warning": True,
-            "presence": {"enabled": False},
-            "url_preview_enabled": False,
-            "serve_server_wellknown": False,
-            "require_auth_for_profile_requests": False,
-            **rate_limits(strict=self.strict_rate_limits),
-        }
+        log_config_path.write_text(yaml.safe_dump(log_config(self.log_path)))
+        config = homeserver_config(
+            directory,
+            self.port,
+            secret_values={
+                "registration_shared_secret": self._shared_secret,
+                "macaroon_secret_key": secrets.token_urlsafe(32),
+                "form_secret": secrets.token_urlsafe(32),
+            },
+            log_config_path=log_config_path,
+            signing_key_path=key_path,
+        )
+        config.update(rate_limits(strict=self.strict_rate_limits))
         config.update(extra_config)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 

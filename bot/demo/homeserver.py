@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,100 @@ def ensure_port_free(port: int) -> None:
                     f"or choose another port with --port"
                 ) from None
             raise DemoError(f"cannot use port {port} on {HOST}: {error.strerror}") from None
+
+
+def relaxed_rate_limits() -> dict[str, Any]:
+    """Return Synapse's `rc_*` settings, all far above what a local bot and person do."""
+    relaxed = dict(_RELAXED)
+    return {
+        "rc_message": relaxed,
+        "rc_registration": relaxed,
+        "rc_registration_token_validity": relaxed,
+        "rc_login": {"address": relaxed, "account": relaxed, "failed_attempts": relaxed},
+        "rc_joins": {"local": relaxed, "remote": relaxed},
+        "rc_joins_per_room": relaxed,
+        "rc_invites": {"per_room": relaxed, "per_user": relaxed, "per_issuer": relaxed},
+        "rc_third_party_invite": relaxed,
+        "rc_3pid_validation": relaxed,
+        "rc_room_creation": relaxed,
+        "rc_admin_redaction": relaxed,
+        "rc_key_requests": relaxed,
+        "rc_media_create": relaxed,
+        "rc_presence": {"per_user": relaxed},
+        "rc_delayed_event_mgmt": relaxed,
+        "rc_reports": relaxed,
+        "rc_user_directory": relaxed,
+        "rc_profile": relaxed,
+    }
+
+
+def log_config(log_path: Path) -> dict[str, Any]:
+    """Return a Python logging config sending Synapse's warnings and errors to `log_path`."""
+    return {
+        "version": 1,
+        "formatters": {"precise": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
+        "handlers": {
+            "file": {
+                "class": "logging.FileHandler",
+                "formatter": "precise",
+                "filename": str(log_path),
+                "encoding": "utf8",
+            }
+        },
+        "root": {"level": "WARNING", "handlers": ["file"]},
+        "disable_existing_loggers": False,
+    }
+
+
+def homeserver_config(
+    directory: Path,
+    port: int,
+    *,
+    secret_values: Mapping[str, str],
+    log_config_path: Path,
+    signing_key_path: Path,
+) -> dict[str, Any]:
+    """Return a homeserver.yaml for a closed local Synapse: loopback, client API, no federation.
+
+    `secret_values` holds registration_shared_secret, macaroon_secret_key and form_secret.
+    """
+    return {
+        "server_name": SERVER_NAME,
+        "public_baseurl": f"http://{HOST}:{port}/",
+        # Only the client API, only on loopback: no federation listener at all.
+        "listeners": [
+            {
+                "port": port,
+                "bind_addresses": [HOST],
+                "type": "http",
+                "tls": False,
+                "x_forwarded": False,
+                "resources": [{"names": ["client"], "compress": False}],
+            }
+        ],
+        "database": {"name": "sqlite3", "args": {"database": str(directory / "homeserver.db")}},
+        "log_config": str(log_config_path),
+        "media_store_path": str(directory / "media"),
+        "signing_key_path": str(signing_key_path),
+        "registration_shared_secret": secret_values["registration_shared_secret"],
+        "macaroon_secret_key": secret_values["macaroon_secret_key"],
+        "form_secret": secret_values["form_secret"],
+        "enable_registration": False,
+        # A throwaway local server: fast password hashing keeps registration and logins quick.
+        "bcrypt_rounds": 4,
+        # Nothing leaves the machine: no federation, key servers, stats, previews or pushes.
+        "federation_domain_whitelist": [],
+        "trusted_key_servers": [],
+        "suppress_key_server_warning": True,
+        "report_stats": False,
+        "enable_metrics": False,
+        "url_preview_enabled": False,
+        "push": {"enabled": False},
+        "presence": {"enabled": False},
+        "serve_server_wellknown": False,
+        "require_auth_for_profile_requests": False,
+        **relaxed_rate_limits(),
+    }
 
 
 class Homeserver:
@@ -119,68 +213,15 @@ class Homeserver:
             # Synapse's format: "ed25519 <key id> <unpadded base64 of the 32-byte seed>".
             seed = base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
             write_private(key_path, f"ed25519 a_{secrets.token_hex(2)} {seed}\n")
-        log_config = {
-            "version": 1,
-            "formatters": {"precise": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
-            "handlers": {
-                "file": {
-                    "class": "logging.FileHandler",
-                    "formatter": "precise",
-                    "filename": str(self.log_path),
-                    "encoding": "utf8",
-                }
-            },
-            "root": {"level": "WARNING", "handlers": ["file"]},
-            "disable_existing_loggers": False,
-        }
         log_config_path = self.directory / "log.yaml"
-        log_config_path.write_text(yaml.safe_dump(log_config), encoding="utf-8")
-        relaxed = dict(_RELAXED)
-        config: dict[str, Any] = {
-            "server_name": SERVER_NAME,
-            "public_baseurl": self.base_url + "/",
-            # Only the client API, only on loopback: no federation listener at all.
-            "listeners": [
-                {
-                    "port": self.port,
-                    "bind_addresses": [HOST],
-                    "type": "http",
-                    "tls": False,
-                    "x_forwarded": False,
-                    "resources": [{"names": ["client"], "compress": False}],
-                }
-            ],
-            "database": {
-                "name": "sqlite3",
-                "args": {"database": str(self.directory / "homeserver.db")},
-            },
-            "log_config": str(log_config_path),
-            "media_store_path": str(self.directory / "media"),
-            "signing_key_path": str(key_path),
-            "registration_shared_secret": self._secrets["registration_shared_secret"],
-            "macaroon_secret_key": self._secrets["macaroon_secret_key"],
-            "form_secret": self._secrets["form_secret"],
-            "enable_registration": False,
-            # A throwaway local server: fast password hashing keeps registration and logins quick.
-            "bcrypt_rounds": 4,
-            # Nothing leaves the machine: no federation, key servers, stats, previews or pushes.
-            "federation_domain_whitelist": [],
-            "trusted_key_servers": [],
-            "suppress_key_server_warning": True,
-            "report_stats": False,
-            "enable_metrics": False,
-            "url_preview_enabled": False,
-            "push": {"enabled": False},
-            "presence": {"enabled": False},
-            "serve_server_wellknown": False,
-            "rc_message": relaxed,
-            "rc_registration": relaxed,
-            "rc_login": {"address": relaxed, "account": relaxed, "failed_attempts": relaxed},
-            "rc_joins": {"local": relaxed, "remote": relaxed},
-            "rc_joins_per_room": relaxed,
-            "rc_invites": {"per_room": relaxed, "per_user": relaxed, "per_issuer": relaxed},
-            "rc_room_creation": relaxed,
-        }
+        log_config_path.write_text(yaml.safe_dump(log_config(self.log_path)), encoding="utf-8")
+        config = homeserver_config(
+            self.directory,
+            self.port,
+            secret_values=self._secrets,
+            log_config_path=log_config_path,
+            signing_key_path=key_path,
+        )
         path = self.directory / "homeserver.yaml"
         write_private(path, yaml.safe_dump(config, sort_keys=False))
         return path
