@@ -8,6 +8,7 @@ polled), the rooms' timelines as a member reads them, exit codes, HTTP answers, 
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import itertools
@@ -387,6 +388,47 @@ class CrieurProcess:
 
 
 # -- waiting -------------------------------------------------------------------------------------
+
+
+QUIET_POLLS = 2  # poll intervals waited before saying that something did not arrive
+
+
+class BotWaits(abc.ABC):
+    """Waits on a running bot that fail at once, with its error, if it stops by itself."""
+
+    account: Account
+    feeds: Feeds
+
+    @property
+    def user_id(self) -> str:
+        """The bot's user id."""
+        return self.account.user_id
+
+    @abc.abstractmethod
+    async def guard(self, awaitable: Awaitable[T]) -> T:
+        """Await `awaitable`, failing as soon as the bot stops by itself."""
+
+    async def wait_seeded(self, *slugs: str) -> None:
+        """Wait until the bot has seeded these feeds (all if none)."""
+        await self.guard(self.feeds.wait_seeded(slugs or None))
+
+    async def quiet(self, *slugs: str) -> None:
+        """Let the bot poll these feeds a few more times, so whatever was due has arrived."""
+        await self.guard(self.feeds.wait_polls(QUIET_POLLS, slugs or None))
+
+    async def wait_for_titles(
+        self,
+        client: AsyncClient,
+        room_id: str,
+        titles: list[str],
+        timeout: float = WAIT,  # noqa: ASYNC109
+    ) -> list[Event]:
+        """Wait until the bot has posted these titles into the room."""
+        return await self.guard(wait_for_titles(client, room_id, self.user_id, titles, timeout))
+
+    async def command(self, client: AsyncClient, room_id: str, text: str) -> tuple[str, Event]:
+        """Send a command as `client`; return its event id and the bot's reply."""
+        return await self.guard(command(client, room_id, text))
 
 
 async def eventually(

@@ -23,9 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e_support import (
     WAIT,
+    BotWaits,
     Feeds,
     RunningBot,
-    command,
     config_data,
     content,
     eventually,
@@ -36,18 +36,16 @@ from tests.e2e_support import (
     titles_posted,
     unless_stopped,
     wait_for_membership,
-    wait_for_titles,
 )
 from tests.feed_server import FeedServer
 from tests.synapse_server import Account, ClientFactory, SynapseServer
 
 T = TypeVar("T")
 
-QUIET_POLLS = 2  # poll intervals waited before saying that something did not arrive
 MODERATOR = 50
 
 
-class Crieur:
+class Crieur(BotWaits):
     """The bot under test: one account, one database, the test catalogue's feeds."""
 
     def __init__(self, synapse: SynapseServer, account: Account, feeds: Feeds, tmp: Path) -> None:
@@ -57,10 +55,6 @@ class Crieur:
         self.database = tmp / "crieur.sqlite3"
         self.tmp = tmp
         self._running: list[RunningBot] = []
-
-    @property
-    def user_id(self) -> str:
-        return self.account.user_id
 
     def data(self, **options: Any) -> dict[str, Any]:
         return config_data(
@@ -92,30 +86,9 @@ class Crieur:
         """Which of these titles the bot posted, in the order they arrived."""
         return titles_posted(events, self.user_id, titles)
 
-    # Waits that fail at once, with the bot's error, if the bot stops by itself meanwhile.
-
     async def guard(self, awaitable: Awaitable[T]) -> T:
         running = [bot.task for bot in self._running if bot.task is not None]
         return await unless_stopped(awaitable, running)
-
-    async def wait_seeded(self, *slugs: str) -> None:
-        await self.guard(self.feeds.wait_seeded(slugs or None))
-
-    async def quiet(self, *slugs: str) -> None:
-        """Let the bot poll these feeds a few more times, so whatever was due has arrived."""
-        await self.guard(self.feeds.wait_polls(QUIET_POLLS, slugs or None))
-
-    async def wait_for_titles(
-        self,
-        client: AsyncClient,
-        room_id: str,
-        titles: list[str],
-        timeout: float = WAIT,  # noqa: ASYNC109
-    ) -> list[Event]:
-        return await self.guard(wait_for_titles(client, room_id, self.user_id, titles, timeout))
-
-    async def command(self, client: AsyncClient, room_id: str, text: str) -> tuple[str, Event]:
-        return await self.guard(command(client, room_id, text))
 
 
 async def make_crieur(synapse: SynapseServer, feed_server: FeedServer, tmp: Path) -> Crieur:

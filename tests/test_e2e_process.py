@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from nio import AsyncClient, Event
+from nio import AsyncClient
 
 from tests.e2e_support import (
-    WAIT,
+    BotWaits,
     CrieurProcess,
     Feeds,
     command,
@@ -24,7 +24,6 @@ from tests.e2e_support import (
     posts_from,
     titles_posted,
     unless_stopped,
-    wait_for_titles,
     write_config,
 )
 from tests.feed_server import FeedServer
@@ -32,11 +31,9 @@ from tests.synapse_server import Account, ClientFactory, SynapseServer
 
 T = TypeVar("T")
 
-QUIET_POLLS = 2
-
 
 @dataclass
-class Deployment:
+class Deployment(BotWaits):
     """A configuration file for one bot account, and the `crieur run` processes started on it."""
 
     synapse: SynapseServer
@@ -44,10 +41,6 @@ class Deployment:
     feeds: Feeds
     directory: Path
     processes: list[CrieurProcess] = field(default_factory=list)
-
-    @property
-    def user_id(self) -> str:
-        return self.account.user_id
 
     @property
     def database(self) -> Path:
@@ -85,21 +78,6 @@ class Deployment:
         except AssertionError as error:
             logs = "\n".join(process.log for process in running if process.exited)
             raise AssertionError(f"crieur run exited by itself:\n{logs}") from error
-
-    async def wait_seeded(self, *slugs: str) -> None:
-        await self.guard(self.feeds.wait_seeded(slugs or None))
-
-    async def quiet(self, *slugs: str) -> None:
-        await self.guard(self.feeds.wait_polls(QUIET_POLLS, slugs or None))
-
-    async def wait_for_titles(
-        self,
-        client: AsyncClient,
-        room_id: str,
-        titles: list[str],
-        timeout: float = WAIT,  # noqa: ASYNC109
-    ) -> list[Event]:
-        return await self.guard(wait_for_titles(client, room_id, self.user_id, titles, timeout))
 
     def stored_value(self, key: str) -> str | None:
         with sqlite3.connect(self.database) as db:
