@@ -86,7 +86,7 @@ class Scheduler:
                 await self._sleep_until_due()
 
     async def _sleep_until_due(self) -> None:
-        # Feeds still in flight are due already; their completion sets `_finished`.
+        # Feeds still in flight are due already; the last one to finish sets `_finished`.
         next_time = await self._store.next_poll_time(after=self._clock())
         delay = IDLE_WAKE if next_time is None else next_time - self._clock()
         delay = min(max(delay, 0.05), IDLE_WAKE)
@@ -106,4 +106,8 @@ class Scheduler:
             await self._store.schedule_feed(feed.id, self._clock() + IDLE_WAKE * 5)
         finally:
             self._in_flight.discard(feed.id)
-            self._finished.set()
+            # Waking after every poll would re-read the whole due list (in-flight feeds
+            # included) once per feed: quadratic after a restart. A polled feed is next due
+            # half an interval later at the earliest, so the timed sleep covers the rest.
+            if not self._in_flight:
+                self._finished.set()

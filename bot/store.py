@@ -229,6 +229,14 @@ class Store:
                 raise
             await self._conn.execute("COMMIT")
 
+    async def _write(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+        """Run one statement on its own (atomic by itself); return the rows it changed."""
+        async with self._lock:
+            cursor = await self._conn.execute(sql, params)
+            changed = cursor.rowcount
+            await cursor.close()
+        return max(changed, 0)
+
     async def _fetchall(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[Any]:
@@ -285,8 +293,7 @@ class Store:
 
     async def schedule_feed(self, feed_id: int, next_poll: float) -> None:
         """Set when a feed is polled next."""
-        async with self._transaction() as conn:
-            await conn.execute("UPDATE feeds SET next_poll = ? WHERE id = ?", (next_poll, feed_id))
+        await self._write("UPDATE feeds SET next_poll = ? WHERE id = ?", (next_poll, feed_id))
 
     async def record_not_modified(
         self,
@@ -299,23 +306,22 @@ class Store:
         new_url: str | None = None,
     ) -> None:
         """Record a successful poll that brought nothing new to parse (304 or same body)."""
-        async with self._transaction() as conn:
-            await conn.execute(
-                """UPDATE feeds SET error_count = 0, last_error = NULL, last_attempt = :now,
-                       last_success = :now, next_poll = :next,
-                       etag = COALESCE(:etag, etag),
-                       last_modified = COALESCE(:lm, last_modified),
-                       url = COALESCE(:url, url)
-                   WHERE id = :id""",
-                {
-                    "now": now,
-                    "next": next_poll,
-                    "etag": etag,
-                    "lm": last_modified,
-                    "url": new_url,
-                    "id": feed_id,
-                },
-            )
+        await self._write(
+            """UPDATE feeds SET error_count = 0, last_error = NULL, last_attempt = :now,
+                   last_success = :now, next_poll = :next,
+                   etag = COALESCE(:etag, etag),
+                   last_modified = COALESCE(:lm, last_modified),
+                   url = COALESCE(:url, url)
+               WHERE id = :id""",
+            {
+                "now": now,
+                "next": next_poll,
+                "etag": etag,
+                "lm": last_modified,
+                "url": new_url,
+                "id": feed_id,
+            },
+        )
 
     async def record_failure(
         self, feed_id: int, *, now: float, error: str, next_poll: float
@@ -401,12 +407,26 @@ class Store:
     async def _insert_unseen(
         self, conn: aiosqlite.Connection, feed_id: int, entries: Sequence[Entry], now: float
     ) -> list[Entry]:
+        seen: set[str] = set()
+        keys = [entry.key for entry in entries]
+        # Chunked: SQLite builds may cap bound parameters at 999.
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" for _ in chunk)
+            async with conn.execute(
+                f"SELECT key FROM entries WHERE feed_id = ? AND key IN ({marks})",
+                (feed_id, *chunk),
+            ) as cursor:
+                seen.update(row[0] for row in await cursor.fetchall())
         new: list[Entry] = []
         for entry in entries:
-            cursor = await conn.execute(
-                """INSERT INTO entries (feed_id, key, title, link, published, summary_html,
-                       first_seen) VALUES (?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (feed_id, key) DO NOTHING""",
+            if entry.key not in seen:
+                seen.add(entry.key)  # the parser dedups keys; this keeps the insert safe anyway
+                new.append(entry)
+        await conn.executemany(
+            """INSERT INTO entries (feed_id, key, title, link, published, summary_html,
+                   first_seen) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            [
                 (
                     feed_id,
                     entry.key,
@@ -415,11 +435,10 @@ class Store:
                     _epoch(entry.published),
                     entry.summary_html,
                     now,
-                ),
-            )
-            if cursor.rowcount == 1:
-                new.append(entry)
-            await cursor.close()
+                )
+                for entry in new
+            ],
+        )
         return new
 
     async def _target_rooms(
@@ -512,48 +531,36 @@ class Store:
         origin: Literal["config", "command"] = "command",
     ) -> bool:
         """Make a room follow a region or organisation; False if it already did."""
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
-                """INSERT INTO follows (room_id, kind, slug, origin, created)
-                   VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-                (room_id, kind, slug, origin, now),
-            )
-            added = cursor.rowcount == 1
-            await cursor.close()
-        return added
+        changed = await self._write(
+            """INSERT INTO follows (room_id, kind, slug, origin, created)
+               VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+            (room_id, kind, slug, origin, now),
+        )
+        return changed == 1
 
     async def unfollow(self, room_id: str, kind: FollowKind, slug: str) -> bool:
         """Stop a room following a region or organisation; False if it did not."""
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
-                "DELETE FROM follows WHERE room_id = ? AND kind = ? AND slug = ?",
-                (room_id, kind, slug),
-            )
-            removed = cursor.rowcount > 0
-            await cursor.close()
-        return removed
+        changed = await self._write(
+            "DELETE FROM follows WHERE room_id = ? AND kind = ? AND slug = ?",
+            (room_id, kind, slug),
+        )
+        return changed > 0
 
     async def mute(self, room_id: str, organisation: str, *, now: float) -> bool:
         """Mute an organisation in a room; False if it already was."""
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT INTO mutes (room_id, organisation, created) VALUES (?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                (room_id, organisation, now),
-            )
-            added = cursor.rowcount == 1
-            await cursor.close()
-        return added
+        changed = await self._write(
+            "INSERT INTO mutes (room_id, organisation, created) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (room_id, organisation, now),
+        )
+        return changed == 1
 
     async def unmute(self, room_id: str, organisation: str) -> bool:
         """Lift a mute; False if there was none."""
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
-                "DELETE FROM mutes WHERE room_id = ? AND organisation = ?", (room_id, organisation)
-            )
-            removed = cursor.rowcount > 0
-            await cursor.close()
-        return removed
+        changed = await self._write(
+            "DELETE FROM mutes WHERE room_id = ? AND organisation = ?", (room_id, organisation)
+        )
+        return changed > 0
 
     async def subscriptions(self, room_id: str) -> Subscriptions:
         """Return what a room follows and mutes."""
@@ -654,30 +661,25 @@ class Store:
 
     async def room_joined(self, room_id: str) -> None:
         """Deliver to a room again after (re)joining it."""
-        async with self._transaction() as conn:
-            await conn.execute("DELETE FROM rooms WHERE room_id = ?", (room_id,))
+        await self._write("DELETE FROM rooms WHERE room_id = ?", (room_id,))
 
     async def pause_room(self, room_id: str, *, now: float, reason: str) -> None:
         """Hold a room's messages after a permanent error (kept, shown in !status)."""
-        async with self._transaction() as conn:
-            await conn.execute(
-                """INSERT INTO rooms (room_id, paused_reason, paused_at) VALUES (?, ?, ?)
-                   ON CONFLICT (room_id) DO UPDATE SET paused_reason = excluded.paused_reason,
-                       paused_at = excluded.paused_at""",
-                (room_id, reason[:500], now),
-            )
+        await self._write(
+            """INSERT INTO rooms (room_id, paused_reason, paused_at) VALUES (?, ?, ?)
+               ON CONFLICT (room_id) DO UPDATE SET paused_reason = excluded.paused_reason,
+                   paused_at = excluded.paused_at""",
+            (room_id, reason[:500], now),
+        )
 
     async def resume_room(self, room_id: str) -> bool:
         """Lift a pause; False if the room was not paused."""
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE rooms SET paused_reason = NULL, paused_at = NULL"
-                " WHERE room_id = ? AND paused_reason IS NOT NULL AND left_at IS NULL",
-                (room_id,),
-            )
-            resumed = cursor.rowcount > 0
-            await cursor.close()
-        return resumed
+        changed = await self._write(
+            "UPDATE rooms SET paused_reason = NULL, paused_at = NULL"
+            " WHERE room_id = ? AND paused_reason IS NOT NULL AND left_at IS NULL",
+            (room_id,),
+        )
+        return changed > 0
 
     async def room_state(self, room_id: str) -> RoomState | None:
         """Return a room's pause or departure, None if it is in good standing."""
@@ -734,20 +736,17 @@ class Store:
 
     async def mark_sent(self, delivery_id: int, *, now: float, event_id: str | None) -> None:
         """Record that the homeserver accepted a message."""
-        async with self._transaction() as conn:
-            await conn.execute(
-                "UPDATE outbox SET sent_at = ?, event_id = ?, attempts = attempts + 1 WHERE id = ?",
-                (now, event_id, delivery_id),
-            )
+        await self._write(
+            "UPDATE outbox SET sent_at = ?, event_id = ?, attempts = attempts + 1 WHERE id = ?",
+            (now, event_id, delivery_id),
+        )
 
     async def defer_delivery(self, delivery_id: int, *, next_try: float, error: str) -> None:
         """Record a failed attempt and when to try again."""
-        async with self._transaction() as conn:
-            await conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_try = ?, last_error = ?"
-                " WHERE id = ?",
-                (next_try, error[:500], delivery_id),
-            )
+        await self._write(
+            "UPDATE outbox SET attempts = attempts + 1, next_try = ?, last_error = ? WHERE id = ?",
+            (next_try, error[:500], delivery_id),
+        )
 
     async def outbox_size(self, room_id: str | None = None) -> int:
         """Return how many messages wait to be sent (in one room, or in all)."""
@@ -777,14 +776,12 @@ class Store:
 
     async def set_value(self, key: str, value: str) -> None:
         """Store a value under a key."""
-        async with self._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO kv (key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+        await self._write(
+            "INSERT INTO kv (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     async def delete_value(self, key: str) -> None:
         """Forget a stored value."""
-        async with self._transaction() as conn:
-            await conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+        await self._write("DELETE FROM kv WHERE key = ?", (key,))
