@@ -111,7 +111,18 @@ def figures(results: Results) -> list[Figure]:
         cpu, bare_cpu = poll.crieur_cpu_per_feed, poll.bare_cpu_per_feed
         rows.append(
             Figure(
-                f"CPU per feed, {poll.feeds:,}-feed cycle",
+                f"CPU per feed, {poll.feeds:,}-feed cycle ({CHANGED:.0%} parsed)",
+                f"{cpu * 1000:.3f} ms",
+                f"{bare_cpu * 1000:.3f} ms",
+                cpu / bare_cpu,
+                "—",
+                None,
+            )
+        )
+        cpu, bare_cpu = poll.crieur_cpu_per_unchanged_feed, poll.bare_cpu_per_unchanged_feed
+        rows.append(
+            Figure(
+                f"CPU per unchanged feed, {poll.feeds:,}-feed cycle, nothing changed",
                 f"{cpu * 1000:.3f} ms",
                 f"{bare_cpu * 1000:.3f} ms",
                 cpu / bare_cpu,
@@ -194,8 +205,9 @@ def method(results: Results, plan: Plan) -> list[str]:
         "every changed feed yields exactly one new entry.",
         "- **CPU per feed.** The process's CPU time (`time.process_time`: every thread, so "
         "SQLite's and the parser's threads count) over a cycle, divided by the number of "
-        f"feeds. The cycle includes the {CHANGED:.0%} changed feeds, which are parsed and "
-        "recorded, so this is an upper bound of the cost of an unchanged feed.",
+        f"feeds. The mixed cycle includes the {CHANGED:.0%} changed feeds, which are parsed "
+        "and recorded (shown for context); the target applies to the cycles in which nothing "
+        "changed, every feed answering 304, which measure what an unchanged feed costs.",
         f"- **Delivery.** {delivery.messages} messages per round into one room of a local "
         "Synapse (rate limits far above the rates reached): Crieur's `Dispatcher.drain` "
         "through `MatrixBot.send_notice` (with the metrics wrapper `crieur run` adds) versus a "
@@ -261,7 +273,7 @@ def main() -> None:
         text = render(rows, machine, command=command, method=method(results, plan))
         output.write_text(text, encoding="utf-8")
         progress(f"wrote {output}")
-    if not all(row.passed for row in rows):
+    if any(row.passed is False for row in rows):
         progress("some figures miss their target (see the table)")
 
 

@@ -227,6 +227,8 @@ class PollResult:
     crieur: list[Cycle]
     bare: list[Cycle]
     seed_seconds: float  # recording every feed's first fetch in Crieur's store
+    crieur_quiet: list[Cycle]  # cycles in which no feed changed: every feed answers 304
+    bare_quiet: list[Cycle]
 
     @property
     def crieur_wall(self) -> float:
@@ -243,6 +245,14 @@ class PollResult:
     @property
     def bare_cpu_per_feed(self) -> float:
         return median([cycle.span.cpu for cycle in self.bare]) / self.feeds
+
+    @property
+    def crieur_cpu_per_unchanged_feed(self) -> float:
+        return median([cycle.span.cpu for cycle in self.crieur_quiet]) / self.feeds
+
+    @property
+    def bare_cpu_per_unchanged_feed(self) -> float:
+        return median([cycle.span.cpu for cycle in self.bare_quiet]) / self.feeds
 
 
 def _check(name: str, cycle: Cycle, expected: dict[str, int]) -> None:
@@ -282,7 +292,24 @@ async def bench_poll(farm: Farm, feeds: int, repeats: int, workdir: Path) -> Pol
                     f"poll {feeds}: {who:6} {cycle.span.wall:6.2f} s wall, "
                     f"{cycle.span.cpu * 1000 / feeds:.3f} ms CPU per feed"
                 )
-    return PollResult(feeds, changed, crieur_cycles, bare_cycles, seed_seconds)
+        # Then cycles in which nothing changed: what an unchanged feed costs on its own.
+        crieur_quiet: list[Cycle] = []
+        bare_quiet: list[Cycle] = []
+        for _ in range(repeats):
+            cycle = await crieur.cycle()
+            _check("crieur", cycle, {"not_modified": feeds})
+            crieur_quiet.append(cycle)
+            cycle = await bare.cycle()
+            _check("bare", cycle, {"not_modified": feeds})
+            bare_quiet.append(cycle)
+            progress(
+                f"poll {feeds}: nothing changed: crieur "
+                f"{crieur_quiet[-1].span.cpu * 1000 / feeds:.3f} ms CPU per feed, bare "
+                f"{bare_quiet[-1].span.cpu * 1000 / feeds:.3f} ms"
+            )
+    return PollResult(
+        feeds, changed, crieur_cycles, bare_cycles, seed_seconds, crieur_quiet, bare_quiet
+    )
 
 
 def baseline_concurrency(config: Config) -> int:

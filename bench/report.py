@@ -22,7 +22,7 @@ class Figure:
     baseline: str
     ratio: float | None
     target: str
-    passed: bool
+    passed: bool | None  # None: shown for context, no target of its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,7 @@ def table(figures: Sequence[Figure]) -> str:
     ]
     for figure in figures:
         ratio = f"{figure.ratio:.2f}×" if figure.ratio is not None else "–"
-        result = "pass" if figure.passed else "**FAIL**"
+        result = "—" if figure.passed is None else "pass" if figure.passed else "**FAIL**"
         lines.append(
             f"| {figure.name} | {figure.measured} | {figure.baseline} | {ratio} "
             f"| {figure.target} | {result} |"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -159,6 +160,8 @@ class Store:
         # One connection is shared by every task: a lock keeps one task's statements
         # from landing inside another task's transaction.
         self._lock = asyncio.Lock()
+        self._unchanged: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
@@ -204,7 +207,10 @@ class Store:
         await conn.execute("PRAGMA busy_timeout = 5000")
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Write what is pending and close the connection."""
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):  # its callers were told
+                await self._flusher
         await self._conn.close()
 
     async def __aenter__(self) -> Store:
@@ -306,22 +312,49 @@ class Store:
         new_url: str | None = None,
     ) -> None:
         """Record a successful poll that brought nothing new to parse (304 or same body)."""
-        await self._write(
-            """UPDATE feeds SET error_count = 0, last_error = NULL, last_attempt = :now,
-                   last_success = :now, next_poll = :next,
-                   etag = COALESCE(:etag, etag),
-                   last_modified = COALESCE(:lm, last_modified),
-                   url = COALESCE(:url, url)
-               WHERE id = :id""",
-            {
-                "now": now,
-                "next": next_poll,
-                "etag": etag,
-                "lm": last_modified,
-                "url": new_url,
-                "id": feed_id,
-            },
-        )
+        # Most polls end here: they are written in batches, one transaction for all the polls
+        # that finish while the previous batch is being written, and each caller waits for its
+        # own row to be committed.
+        params = {
+            "now": now,
+            "next": next_poll,
+            "etag": etag,
+            "lm": last_modified,
+            "url": new_url,
+            "id": feed_id,
+        }
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unchanged.append((params, committed))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._write_unchanged(), name="store-unchanged")
+        await committed
+
+    async def _write_unchanged(self) -> None:
+        try:
+            while self._unchanged:
+                batch, self._unchanged = self._unchanged, []
+                try:
+                    async with self._transaction() as conn:
+                        await conn.executemany(
+                            """UPDATE feeds SET error_count = 0, last_error = NULL,
+                                   last_attempt = :now, last_success = :now, next_poll = :next,
+                                   etag = COALESCE(:etag, etag),
+                                   last_modified = COALESCE(:lm, last_modified),
+                                   url = COALESCE(:url, url)
+                               WHERE id = :id""",
+                            [params for params, _ in batch],
+                        )
+                except BaseException as error:
+                    failure = error if isinstance(error, Exception) else asyncio.CancelledError()
+                    for _, committed in batch:
+                        if not committed.done():
+                            committed.set_exception(failure)
+                    raise
+                for _, committed in batch:
+                    if not committed.done():  # its caller may have been cancelled meanwhile
+                        committed.set_result(None)
+        finally:
+            self._flusher = None
 
     async def record_failure(
         self, feed_id: int, *, now: float, error: str, next_poll: float

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -337,3 +338,23 @@ async def test_unfollowing_a_configured_region_lasts_until_the_config_changes(
     assert (await store.subscriptions("!a:x")).regions == ()
     await store.sync_config_follows({"!a:x": ["france", "bretagne"]}, now=NOW)
     assert (await store.subscriptions("!a:x")).regions == ("bretagne",)
+
+
+async def test_concurrent_unchanged_polls_are_all_committed(tmp_path: Path) -> None:
+    urls = [(f"org{n}", f"https://feed{n}.example/") for n in range(40)]
+    async with await Store.open(tmp_path / "many.sqlite3") as store:
+        await store.sync_feeds(urls)
+        feeds = await store.feeds()
+        await asyncio.gather(
+            *(
+                store.record_not_modified(
+                    feed.id, now=NOW, next_poll=NOW + feed.id, etag=f"e{feed.id}"
+                )
+                for feed in feeds
+            )
+        )
+    async with await Store.open(tmp_path / "many.sqlite3") as reopened:
+        after = await reopened.feeds()
+    assert [(f.last_success, f.next_poll, f.etag) for f in after] == [
+        (NOW, NOW + f.id, f"e{f.id}") for f in after
+    ]
