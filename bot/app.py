@@ -60,6 +60,8 @@ async def run_bot(
             manage_power_level=config.matrix.manage_power_level,
             power_level=bot.power_level,
         )
+        if redactor is not None:
+            bot.on_token = redactor.add  # tokens of later logins too
         try:
             await bot.start()
             if redactor is not None:

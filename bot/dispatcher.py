@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from .catalogue import Catalogue
 from .config import Language, Organisation, Region
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 OUTAGE_BACKOFF_MAX = 60.0  # seconds between tries while the homeserver is down
 ROW_BACKOFF_MAX = 3600.0  # a message the homeserver rejects is retried at most hourly
 PAUSE_RETRY = 3600.0  # paused rooms are tried again this often
+OUTAGE_TRIES = 3  # tries of one message before checking whether other rooms get through
 IDLE_WAKE = 30.0
 
 
@@ -30,6 +31,7 @@ class Sender(Protocol):
 
 
 Render = Callable[[Delivery], dict[str, Any]]
+Result = Literal["sent", "held", "failing"]  # held: paused or deferred; failing: server errors
 
 
 class DeliveryRenderer:
@@ -63,6 +65,7 @@ class Dispatcher:
         *,
         clock: Callable[[], float] = time.time,
         listeners: Mapping[str, Callable[[Delivery], None]] | None = None,
+        outage_wait: float = 1.0,
     ) -> None:
         self._store = store
         self._sender = sender
@@ -70,7 +73,9 @@ class Dispatcher:
         self._clock = clock
         self._wake = asyncio.Event()
         self._listeners = dict(listeners or {})
+        self._outage_wait = outage_wait  # first wait after a server error; doubles up to a minute
         self._outage_delay = 0.0
+        self._last_error = ""
         self._last_unpause = clock()
         self.last_success: float | None = None  # for health checks
 
@@ -98,20 +103,43 @@ class Dispatcher:
         sent = 0
         while rows := await self._store.pending_deliveries(self._clock()):
             progressed = False
+            failing: dict[str, str] = {}  # room → the server error its oldest message meets
             for delivery in rows:
-                if await self._deliver(delivery):
+                if delivery.room_id in failing:
+                    continue  # its older message has not gone through: keep the room's order
+                result = await self._deliver(delivery)
+                if result == "sent":
                     sent += 1
                     progressed = True
-            if not progressed:  # every row left is paused or deferred
+                elif result == "failing":
+                    failing[delivery.room_id] = self._last_error
+            if failing and progressed:
+                # Other rooms get through, so these errors belong to these rooms: pause them
+                # (kept, shown in !status, tried again later) rather than block everyone.
+                for room_id, error in failing.items():
+                    log.warning("pausing room %s: the homeserver keeps failing: %s", room_id, error)
+                    await self._store.pause_room(
+                        room_id, now=self._clock(), reason=f"server errors: {error}"
+                    )
+            if not progressed:  # every row left is paused, deferred, or waits for the server
                 break
         return sent
 
-    async def _deliver(self, delivery: Delivery) -> bool:
-        """Try one row until it is sent or the row/room cannot take it now; True if sent."""
+    async def _deliver(self, delivery: Delivery) -> Result:
+        """Try one row until it is sent, held back, or keeps meeting server errors."""
         state = await self._store.room_state(delivery.room_id)
         if state is not None:  # paused or left while this batch was in flight
-            return False
-        content = self._render(delivery)
+            return "held"
+        try:
+            content = self._render(delivery)
+        except Exception:
+            # A bug met by one entry must not stop every room's delivery (nor loop at start).
+            log.exception("cannot render message %s for %s", delivery.txn_id, delivery.room_id)
+            await self._store.defer_delivery(
+                delivery.id, next_try=self._clock() + ROW_BACKOFF_MAX, error="render failed"
+            )
+            return "held"
+        tries = 0
         while True:
             try:
                 event_id = await self._sender.send_notice(
@@ -122,16 +150,22 @@ class Dispatcher:
                 await asyncio.sleep(error.retry_after)
                 continue
             except HomeserverUnavailable as error:
-                self._outage_delay = min(max(self._outage_delay * 2, 1.0), OUTAGE_BACKOFF_MAX)
+                self._outage_delay = min(
+                    max(self._outage_delay * 2, self._outage_wait), OUTAGE_BACKOFF_MAX
+                )
                 log.warning(
                     "homeserver unavailable (%s); retrying in %.0f s", error, self._outage_delay
                 )
                 await asyncio.sleep(self._outage_delay)
+                tries += 1
+                if tries >= OUTAGE_TRIES:
+                    self._last_error = str(error)
+                    return "failing"
                 continue
             except RoomUnavailable as error:
                 log.warning("pausing room %s: %s", delivery.room_id, error)
                 await self._store.pause_room(delivery.room_id, now=self._clock(), reason=str(error))
-                return False
+                return "held"
             except SendError as error:
                 delay = min(60.0 * 2 ** min(delivery.attempts, 10), ROW_BACKOFF_MAX)
                 log.error(
@@ -144,7 +178,7 @@ class Dispatcher:
                 await self._store.defer_delivery(
                     delivery.id, next_try=self._clock() + delay, error=str(error)
                 )
-                return False
+                return "held"
             break
         self._outage_delay = 0.0
         self.last_success = self._clock()
@@ -156,7 +190,7 @@ class Dispatcher:
         )
         for listener in self._listeners.values():
             listener(delivery)
-        return True
+        return "sent"
 
     async def _unpause_if_due(self) -> None:
         if self._clock() - self._last_unpause < PAUSE_RETRY:

@@ -379,6 +379,7 @@ class MatrixBot:
         self._config_rooms = {ref for refs in self._region_rooms.values() for ref in refs}
         self.sync_failing_since: float | None = None  # first failed sync of a run of failures
         self.on_joined: Callable[[str], None] | None = None  # told of each room joined
+        self.on_token: Callable[[str], None] | None = None  # told of each new access token
         self.last_sync_ok: float | None = None  # epoch of the last processed sync, for health
 
     @property
@@ -642,6 +643,8 @@ class MatrixBot:
         user_id, device = str(response.user_id), str(response.device_id)
         await self._store.set_value(KEY_DEVICE_ID, device)
         await self._store.set_value(KEY_ACCESS_TOKEN, str(response.access_token))
+        if self.on_token is not None:
+            self.on_token(str(response.access_token))
         self._user_id, self._device_id = user_id, device
         log.info("logged in as %s on device %s", user_id, device)
         await self._upload_keys()
@@ -813,6 +816,8 @@ class MatrixBot:
         log.info("no longer in %s (%s); dropped %d pending messages", room_id, reason, dropped)
 
     def _forget(self, room_id: str) -> None:
+        # Left before a sync showed the join: waiting for that sync would hold sends forever.
+        self._awaiting_sync.discard(room_id)
         self._creators.pop(room_id, None)
         self._levels.pop(room_id, None)
         self._encrypted.pop(room_id, None)

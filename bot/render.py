@@ -399,6 +399,8 @@ def _cut_words(text: str, budget: int, *, word_started: bool) -> str:
     A word that began before `text` (`word_started`) or that is too long to be a word (a URL, a
     run of symbols) is cut where the budget ends: dropping it would lose too much.
     """
+    if budget <= 0:
+        return ""
     head = text[: budget + 1]
     space = max(head.rfind(" "), head.rfind("\n"))
     if len(text) <= budget or text[budget].isspace():
@@ -504,7 +506,8 @@ class _Cutter(HTMLParser):
                 text = " " + text
             # Held back: a space before a block boundary or the end is not shown.
             self._space_pending = collapsed.endswith(" ")
-        remaining = self._budget - self._used
+        # Breaks and images count too, so the budget may already be spent (never negative).
+        remaining = max(self._budget - self._used, 0)
         if len(text) > remaining:
             word_started = not self._line_start and not text.startswith(" ")
             cut = _cut_words(text, remaining, word_started=word_started)
@@ -515,6 +518,9 @@ class _Cutter(HTMLParser):
         self._out.append(html.escape(text, quote=False))
 
     def _void(self, tag: str, attrs: Mapping[str, str | None]) -> None:
+        if self._used >= self._budget:
+            self._out.append(ELLIPSIS)
+            raise _BudgetSpent
         if tag == "img":
             self._out.append(f'<img src="{html.escape(attrs.get("src") or "")}">')
         else:

@@ -112,6 +112,18 @@ def _digest_key(entries: Sequence[Entry]) -> str:
     return "digest:" + hashlib.sha256(joined.encode()).hexdigest()
 
 
+def _settle(
+    waiters: Sequence[tuple[object, asyncio.Future[None]]], error: BaseException | None
+) -> None:
+    for _, committed in waiters:
+        if committed.done():  # its caller was cancelled meanwhile
+            continue
+        if error is None:
+            committed.set_result(None)
+        else:
+            committed.set_exception(error)
+
+
 def _existing_path(path: Path) -> Path | None:
     return path.resolve() if path.exists() else None
 
@@ -330,6 +342,7 @@ class Store:
         await committed
 
     async def _write_unchanged(self) -> None:
+        batch: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         try:
             while self._unchanged:
                 batch, self._unchanged = self._unchanged, []
@@ -344,15 +357,15 @@ class Store:
                                WHERE id = :id""",
                             [params for params, _ in batch],
                         )
-                except BaseException as error:
-                    failure = error if isinstance(error, Exception) else asyncio.CancelledError()
-                    for _, committed in batch:
-                        if not committed.done():
-                            committed.set_exception(failure)
-                    raise
-                for _, committed in batch:
-                    if not committed.done():  # its caller may have been cancelled meanwhile
-                        committed.set_result(None)
+                except Exception as error:
+                    # This batch's callers learn of it; rows queued meanwhile get their own try.
+                    _settle(batch, error)
+                else:
+                    _settle(batch, None)
+        except BaseException:
+            _settle([*batch, *self._unchanged], asyncio.CancelledError())
+            self._unchanged = []
+            raise
         finally:
             self._flusher = None
 

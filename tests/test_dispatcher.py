@@ -65,7 +65,7 @@ async def queue(store: Store, rooms: list[str], titles: list[str]) -> None:
 
 
 def dispatcher(store: Store, sender: ScriptedSender) -> Dispatcher:
-    return Dispatcher(store, sender, render, clock=lambda: NOW)
+    return Dispatcher(store, sender, render, clock=lambda: NOW, outage_wait=0.01)
 
 
 async def test_rows_are_sent_oldest_first_and_marked_sent(store: Store) -> None:
@@ -116,3 +116,40 @@ async def test_rejected_message_is_deferred_not_dropped(store: Store) -> None:
     later = Dispatcher(store, sender, render, clock=lambda: NOW + 3600)
     assert await later.drain() == 1
     assert [body for _, _, body in sender.sent] == ["good", "bad"]
+
+
+async def test_a_message_that_cannot_be_rendered_does_not_stop_the_others(store: Store) -> None:
+    await queue(store, ["!a:x"], ["broken", "fine"])
+    sender = ScriptedSender()
+
+    def fragile(delivery: Delivery) -> dict[str, Any]:
+        if delivery.entry is not None and delivery.entry.title == "broken":
+            raise IndexError("renderer bug")
+        return render(delivery)
+
+    assert await Dispatcher(store, sender, fragile, clock=lambda: NOW).drain() == 1
+    assert [body for _, _, body in sender.sent] == ["fine"]
+    assert await store.outbox_size() == 1  # kept, tried again later
+
+
+async def test_server_errors_of_one_room_pause_it_without_blocking_the_others(
+    store: Store,
+) -> None:
+    await queue(store, ["!a:x", "!b:x"], ["one", "two"])
+    sender = ScriptedSender()
+    sender.failures["!a:x"] = [HomeserverUnavailable("HTTP 502") for _ in range(10)]
+    assert await dispatcher(store, sender).drain() == 2
+    assert [(room, body) for room, _, body in sender.sent] == [("!b:x", "one"), ("!b:x", "two")]
+    (paused,) = await store.paused_rooms()
+    assert (paused.room_id, paused.paused_reason) == ("!a:x", "server errors: HTTP 502")
+    assert await store.outbox_size("!a:x") == 2
+
+
+async def test_an_outage_of_every_room_pauses_nothing(store: Store) -> None:
+    await queue(store, ["!a:x", "!b:x"], ["one"])
+    sender = ScriptedSender()
+    for room in ("!a:x", "!b:x"):
+        sender.failures[room] = [HomeserverUnavailable("connection refused") for _ in range(3)]
+    assert await dispatcher(store, sender).drain() == 0
+    assert await store.paused_rooms() == []
+    assert await dispatcher(store, sender).drain() == 2

@@ -370,3 +370,18 @@ def test_a_removed_image_leaves_no_stray_space() -> None:
 def test_a_cut_does_not_leave_dangling_punctuation() -> None:
     assert truncate_html("<p>Ils ont dit : « bonjour à tous »</p>", 16) == "<p>Ils ont dit…</p>"
     assert truncate_html("<p>Ils ont dit : bonjour</p>", 13) == "<p>Ils ont dit…</p>"
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        "x" * 500 + "<br><br><br><br>Ok",
+        "<p>" + "mot " * 125 + "</p>" + "<br>" * 5 + "<p>Fin</p>",
+        "<p>" + "a" * 499 + "</p>" + '<img src="mxc://h/i">' * 10 + "<p>après</p>",
+    ],
+)
+def test_breaks_after_a_spent_budget_end_the_summary_cleanly(summary: str) -> None:
+    entry = Entry("k", "Titre", "https://example.org/a", None, summary)
+    content = render_entry(entry, Organisation("o", "Org", "r"), Region("r", "Région"), "fr")
+    assert content["formatted_body"].count("…") >= 1
+    assert "Fin" not in content["formatted_body"] and "après" not in content["formatted_body"]

@@ -358,3 +358,23 @@ async def test_concurrent_unchanged_polls_are_all_committed(tmp_path: Path) -> N
     assert [(f.last_success, f.next_poll, f.etag) for f in after] == [
         (NOW, NOW + f.id, f"e{f.id}") for f in after
     ]
+
+
+async def test_a_failed_batch_of_unchanged_polls_leaves_no_caller_waiting(
+    store: Store, tmp_path: Path
+) -> None:
+    april, parinux = await store.feeds()
+    with sqlite3.connect(tmp_path / "crieur.sqlite3") as conn:
+        conn.execute(
+            f"CREATE TRIGGER fail BEFORE UPDATE ON feeds WHEN NEW.id = {april.id}"
+            " BEGIN SELECT RAISE(ABORT, 'boom'); END"
+        )
+    async with asyncio.timeout(5):
+        results = await asyncio.gather(
+            store.record_not_modified(april.id, now=NOW, next_poll=NOW + 1),
+            store.record_not_modified(parinux.id, now=NOW, next_poll=NOW + 1),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], sqlite3.IntegrityError)
+        await store.record_not_modified(parinux.id, now=NOW, next_poll=NOW + 2)
+    assert [f.next_poll for f in await store.feeds(["parinux"])] == [NOW + 2]
