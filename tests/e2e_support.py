@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -388,6 +389,12 @@ class CrieurProcess:
 
 
 # -- waiting -------------------------------------------------------------------------------------
+
+
+async def bot_account(synapse: SynapseServer) -> Account:
+    """Register a fresh account for the bot, with a password of its own."""
+    password = "pw-" + secrets.token_urlsafe(18)
+    return await synapse.register_account(synapse.unique_localpart("crieur"), password)
 
 
 QUIET_POLLS = 2  # poll intervals waited before saying that something did not arrive

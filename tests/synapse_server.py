@@ -70,7 +70,12 @@ from nio import (
 )
 from signedjson.key import generate_signing_key, write_signing_keys
 
-from bot.demo.homeserver import homeserver_config, log_config, relaxed_rate_limits
+from bot.demo.homeserver import (
+    SynapseLayout,
+    homeserver_config,
+    log_config,
+    relaxed_rate_limits,
+)
 
 HOST = "127.0.0.1"
 SERVER_NAME = "localhost"
@@ -139,7 +144,7 @@ def _kill_live_servers() -> None:
         server.kill()
 
 
-class SynapseServer:
+class SynapseServer(SynapseLayout):
     """One Synapse process and its data directory (config, signing key, SQLite, media, log).
 
     The server only ever listens on ``127.0.0.1:port`` (client and admin APIs, no federation).
@@ -184,25 +189,6 @@ class SynapseServer:
         return f"<SynapseServer {self.base_url} {state} {self.directory}>"
 
     # -- paths and addresses ------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``: the homeserver URL to give nio or the bot."""
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def config_path(self) -> Path:
-        return self.directory / "homeserver.yaml"
-
-    @property
-    def log_path(self) -> Path:
-        """Synapse's own log (WARNING and above)."""
-        return self.directory / "homeserver.log"
-
-    @property
-    def output_path(self) -> Path:
-        """Synapse's stdout and stderr: start-up errors before its logging is set up."""
-        return self.directory / "output.log"
 
     @property
     def pid(self) -> int | None:

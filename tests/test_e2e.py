@@ -8,7 +8,6 @@ check is what they see in their rooms, and what the feed server and the HTTP lis
 from __future__ import annotations
 
 import asyncio
-import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from tests.e2e_support import (
     BotWaits,
     Feeds,
     RunningBot,
+    bot_account,
     config_data,
     content,
     eventually,
@@ -92,9 +92,7 @@ class Crieur(BotWaits):
 
 
 async def make_crieur(synapse: SynapseServer, feed_server: FeedServer, tmp: Path) -> Crieur:
-    password = secrets.token_urlsafe(16)
-    account = await synapse.register_account(synapse.unique_localpart("crieur"), password)
-    return Crieur(synapse, account, Feeds(feed_server), tmp)
+    return Crieur(synapse, await bot_account(synapse), Feeds(feed_server), tmp)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from tests.e2e_support import (
     BotWaits,
     CrieurProcess,
     Feeds,
+    bot_account,
     command,
     config_data,
     posts_from,
@@ -86,9 +87,7 @@ class Deployment(BotWaits):
 
 
 async def deploy(synapse: SynapseServer, feed_server: FeedServer, directory: Path) -> Deployment:
-    password = "pw-" + secrets.token_urlsafe(18)
-    account = await synapse.register_account(synapse.unique_localpart("crieur"), password)
-    return Deployment(synapse, account, Feeds(feed_server), directory)
+    return Deployment(synapse, await bot_account(synapse), Feeds(feed_server), directory)
 
 
 @pytest.fixture

@@ -162,20 +162,21 @@ def homeserver_config(
     }
 
 
-class Homeserver:
-    """One Synapse process and its directory (config, secrets, SQLite, media, logs)."""
+class SynapseLayout:
+    """Where a local Synapse listens and keeps its files (the demo's and the tests' alike)."""
 
-    def __init__(self, directory: Path, port: int) -> None:
-        # Absolute: Synapse runs in this directory, and reads the paths of its config from there.
-        self.directory = directory.absolute()
-        self.port = port
-        self._process: asyncio.subprocess.Process | None = None
-        self._secrets: dict[str, str] = {}
+    directory: Path
+    port: int
 
     @property
     def base_url(self) -> str:
         """The homeserver URL for clients: `http://127.0.0.1:<port>`."""
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        """The generated homeserver.yaml."""
+        return self.directory / "homeserver.yaml"
 
     @property
     def log_path(self) -> Path:
@@ -186,6 +187,17 @@ class Homeserver:
     def output_path(self) -> Path:
         """Synapse's stdout and stderr: what it says before its logging is set up."""
         return self.directory / "output.log"
+
+
+class Homeserver(SynapseLayout):
+    """One Synapse process and its directory (config, secrets, SQLite, media, logs)."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        # Absolute: Synapse runs in this directory, and reads the paths of its config from there.
+        self.directory = directory.absolute()
+        self.port = port
+        self._process: asyncio.subprocess.Process | None = None
+        self._secrets: dict[str, str] = {}
 
     @property
     def pid_path(self) -> Path:
@@ -222,9 +234,8 @@ class Homeserver:
             log_config_path=log_config_path,
             signing_key_path=key_path,
         )
-        path = self.directory / "homeserver.yaml"
-        write_private(path, yaml.safe_dump(config, sort_keys=False))
-        return path
+        write_private(self.config_path, yaml.safe_dump(config, sort_keys=False))
+        return self.config_path
 
     def _load_secrets(self) -> dict[str, str]:
         path = self.directory / "secrets.json"
