@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint typecheck demo bench clean
+.PHONY: install test lint typecheck demo bench reliability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,8 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check bot tests bench
-	$(BIN)/ruff format --check bot tests bench
+	$(BIN)/ruff check bot tests bench reliability
+	$(BIN)/ruff format --check bot tests bench reliability
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy bot
@@ -30,6 +30,9 @@ demo: $(VENV)/.installed-demo
 
 bench: $(VENV)/.installed-bench $(VENV)/.installed-test
 	$(BIN)/python -m bench
+
+reliability: $(VENV)/.installed-test
+	$(BIN)/python -m reliability
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Reliability scenarios: crashes, outages, hostile feeds and content, abuse, bad input."""
