@@ -15,6 +15,7 @@ from .config import Config
 from .dispatcher import DeliveryRenderer, Dispatcher
 from .fetcher import Fetcher
 from .health import HealthProbe, serve
+from .i18n import t
 from .logs import RedactSecrets
 from .matrix import KEY_ACCESS_TOKEN, MatrixBot
 from .metrics import CountingSender, Metrics
@@ -40,6 +41,7 @@ async def run_bot(
 ) -> None:
     """Run the bot until cancelled; leaves the database consistent when stopped."""
     catalogue = Catalogue.from_config(config)
+    metrics = Metrics()
     store = await Store.open(config.database)
     try:
         await store.sync_feeds(
@@ -50,7 +52,9 @@ async def run_bot(
             store,
             data_dir=data_dir_for(config),
             region_rooms={slug: region.rooms for slug, region in config.regions.items()},
+            encryption_off_notice=t(config.language, "bot.encryption_off"),
         )
+        bot.on_undecryptable = metrics.undecryptable_event
         bot.on_command = Commands(
             store,
             catalogue,
@@ -59,6 +63,10 @@ async def run_bot(
             admins=config.matrix.admins,
             manage_power_level=config.matrix.manage_power_level,
             power_level=bot.power_level,
+            encryption=lambda room_id: (
+                bot.encryption_enabled,
+                bool(bot.room_encrypted(room_id)),
+            ),
         )
         if redactor is not None:
             bot.on_token = redactor.add  # tokens of later logins too
@@ -67,7 +75,7 @@ async def run_bot(
             if redactor is not None:
                 redactor.add(await store.get_value(KEY_ACCESS_TOKEN))
             async with Fetcher(config.polling) as fetcher:
-                await _serve(config, store, bot, fetcher, catalogue, on_ready)
+                await _serve(config, store, bot, fetcher, catalogue, metrics, on_ready)
         finally:
             await bot.close()
     finally:
@@ -81,9 +89,9 @@ async def _serve(
     bot: MatrixBot,
     fetcher: Fetcher,
     catalogue: Catalogue,
+    metrics: Metrics,
     on_ready: Callable[[], None] | None,
 ) -> None:
-    metrics = Metrics()
     dispatcher = Dispatcher(
         store,
         CountingSender(bot, metrics),

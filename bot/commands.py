@@ -115,6 +115,8 @@ class Context:
     sender: str
     is_admin: bool
     now: float
+    # (the bot encrypts, the room is encrypted); None when the caller does not say
+    encryption: tuple[bool, bool] | None = None
 
     def t(self, key: str, **params: object) -> str:
         """Return the message `key` in the configured language."""
@@ -291,6 +293,7 @@ class Commands:
         admins: Collection[str],
         manage_power_level: int,
         power_level: Callable[[str, str], Awaitable[int]],
+        encryption: Callable[[str], tuple[bool, bool]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not prefix or any(ch.isspace() for ch in prefix):
@@ -302,6 +305,7 @@ class Commands:
         self._admins = frozenset(admins)
         self._manage_power_level = manage_power_level
         self._power_level = power_level
+        self._encryption = encryption
         self._clock = clock
         self._registry = REGISTRY
         self._limiter = RateLimiter()
@@ -398,6 +402,7 @@ class Commands:
             sender=sender,
             is_admin=sender in self._admins,
             now=now,
+            encryption=None if self._encryption is None else self._encryption(room_id),
         )
 
     async def _may_manage(self, context: Context) -> bool:
@@ -690,6 +695,14 @@ async def status_command(ctx: Context, args: Arguments) -> Reply:
     if ctx.is_admin:
         out.add("status.pending_all", count=await ctx.store.outbox_size())
         out.add("status.paused_rooms", count=len(await ctx.store.paused_rooms()))
+    if ctx.encryption is not None:
+        bot_encrypts, room_encrypted = ctx.encryption
+        if not bot_encrypts:
+            out.add("status.encryption_off")
+        elif room_encrypted:
+            out.add("status.encryption_on_encrypted")
+        else:
+            out.add("status.encryption_on_plain")
     return out.reply()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
 import os
 import re
@@ -17,8 +18,11 @@ import yaml
 from bot.errors import ConfigError
 
 Language = Literal["fr", "en"]
+Trust = Literal["tofu", "all"]
 
 LANGUAGES: tuple[Language, ...] = ("fr", "en")
+TRUST_POLICIES: tuple[Trust, ...] = ("tofu", "all")
+E2E_MODULE = "vodozemac"  # what the e2e extra (matrix-nio[e2e]) adds and nio looks for
 PASSWORD_ENV = "CRIEUR_MATRIX_PASSWORD"
 ACCESS_TOKEN_ENV = "CRIEUR_MATRIX_ACCESS_TOKEN"
 CONFIG_ENV = "CRIEUR_CONFIG"
@@ -34,7 +38,8 @@ class MatrixConfig:
     password: str | None = field(default=None, repr=False)
     access_token: str | None = field(default=None, repr=False)
     device_name: str = "crieur"
-    encryption: bool = False
+    encryption: bool = False  # read from a file, the default is e2e_available()
+    trust: Trust = "tofu"  # which devices of room members get the room keys
     admins: tuple[str, ...] = ()
     manage_power_level: int = 50
     command_prefix: str = "!"
@@ -107,6 +112,7 @@ _MATRIX_KEYS = (
     "access_token",
     "device_name",
     "encryption",
+    "trust",
     "admins",
     "manage_power_level",
     "command_prefix",
@@ -259,6 +265,11 @@ def is_http_url(text: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def e2e_available() -> bool:
+    """Tell whether the e2e extra is installed, without importing it."""
+    return importlib.util.find_spec(E2E_MODULE) is not None
 
 
 # --- reading the file -------------------------------------------------------------------------
@@ -456,7 +467,8 @@ def _parse_matrix(
         password=password,
         access_token=access_token,
         device_name=read.optional("device_name", _name, defaults.device_name),
-        encryption=read.optional("encryption", _bool, defaults.encryption),
+        encryption=_encryption(read, problems),
+        trust=read.optional("trust", _trust, defaults.trust),
         admins=read.optional("admins", _list_of(_user_id), defaults.admins),
         manage_power_level=read.optional("manage_power_level", _int(), defaults.manage_power_level),
         command_prefix=read.optional("command_prefix", _prefix, defaults.command_prefix),
@@ -465,6 +477,20 @@ def _parse_matrix(
         ),
     )
     return config if homeserver and user_id else None
+
+
+def _encryption(read: _Reader, problems: _Problems) -> bool:
+    """On by default when the e2e extra is installed; asked for without it is a mistake."""
+    available = e2e_available()
+    wanted = read.optional("encryption", _bool, available)
+    if wanted and not available:
+        problems.add(
+            "matrix.encryption",
+            "is true but the e2e extra is not installed: install crieur-bot[e2e] "
+            "or set matrix.encryption: false",
+        )
+        return False
+    return wanted
 
 
 def _parse_database(
@@ -668,6 +694,13 @@ def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise _Invalid(f"must be true or false, not {_show(value)}")
     return value
+
+
+def _trust(value: object) -> Trust:
+    for known in TRUST_POLICIES:
+        if value == known:
+            return known
+    raise _Invalid(f"unknown trust policy {_show(value)} (use tofu or all)")
 
 
 def _int(low: int | None = None, high: int | None = None) -> _Check[int]:

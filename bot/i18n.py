@@ -125,6 +125,16 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
         "status.pending_all": "Messages en attente d'envoi, tous salons confondus : {count}",
         "status.paused_rooms": "Salons en pause : {count}",
         "status.none": "Ce salon ne reçoit aucun flux.",
+        "status.encryption_on_encrypted": "Chiffrement : activé ; ce salon est chiffré.",
+        "status.encryption_on_plain": "Chiffrement : activé ; ce salon n'est pas chiffré.",
+        "status.encryption_off": (
+            "Chiffrement : désactivé (matrix.encryption) ; les salons chiffrés ne reçoivent rien."
+        ),
+        "bot.encryption_off": (
+            "Ce salon est chiffré de bout en bout, mais le chiffrement est désactivé pour Crieur "
+            "(matrix.encryption) : je ne peux ni lire les commandes ni publier ici. Demandez à "
+            "l'administrateur de Crieur de l'activer, ou invitez-moi dans un salon non chiffré."
+        ),
         # Lists.
         "list.and": "{head} et {last}",
         "list.or": "{head} ou {last}",
@@ -226,6 +236,16 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "status.pending_all": "Messages waiting to be sent, all rooms: {count}",
         "status.paused_rooms": "Paused rooms: {count}",
         "status.none": "This room receives no feeds.",
+        "status.encryption_on_encrypted": "Encryption: on; this room is encrypted.",
+        "status.encryption_on_plain": "Encryption: on; this room is not encrypted.",
+        "status.encryption_off": (
+            "Encryption: off (matrix.encryption); encrypted rooms receive nothing."
+        ),
+        "bot.encryption_off": (
+            "This room is end-to-end encrypted, but encryption is turned off for Crieur "
+            "(matrix.encryption): I can neither read commands nor post here. Ask Crieur's "
+            "administrator to turn it on, or invite me to an unencrypted room."
+        ),
         "list.and": "{head} and {last}",
         "list.or": "{head} or {last}",
         "list.quote": "“{text}”",

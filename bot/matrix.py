@@ -23,23 +23,33 @@ from nio import (
     EncryptionError,
     ErrorResponse,
     GroupEncryptionError,
+    JoinedMembersResponse,
     JoinResponse,
+    KeysQueryResponse,
     LocalProtocolError,
     LoginResponse,
     OlmTrustError,
     RoomGetEventResponse,
+    RoomKeyRequest,
     RoomLeaveResponse,
     RoomSendResponse,
     SyncResponse,
     WhoamiResponse,
 )
-from nio.crypto import ENCRYPTION_ENABLED
+from nio.crypto import ENCRYPTION_ENABLED, OlmDevice
 
 from .config import MatrixConfig
 from .errors import ConfigError, HomeserverUnavailable, RateLimited, RoomUnavailable, SendError
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+# Raised by nio when it cannot forward a room key; its module needs the e2e extra.
+_KEY_SHARE_ERRORS: tuple[type[Exception], ...] = (EncryptionError, OlmTrustError)
+if ENCRYPTION_ENABLED:
+    from nio.crypto.olm_machine import KeyShareError
+
+    _KEY_SHARE_ERRORS = (*_KEY_SHARE_ERRORS, KeyShareError)
 
 T = TypeVar("T")
 
@@ -69,6 +79,7 @@ KEY_DEVICE_ID: Final = "matrix.device_id"
 KEY_ACCESS_TOKEN: Final = "matrix.access_token"
 KEY_SYNC_TOKEN: Final = "matrix.sync_token"
 KEY_ROOM_REFS: Final = "matrix.room_refs"  # JSON: configured alias or id → room id last joined
+MEGOLM: Final = "m.megolm.v1.aes-sha2"
 
 _NO_EVENTS: Final = {"not_types": ["*"]}
 
@@ -288,6 +299,12 @@ def _command_name(body: str, prefix: str) -> str:
     return words[0][:32] if words else ""
 
 
+def encryption_off_txn_id(room_id: str, join_event_id: str) -> str:
+    """The transaction id of the notice that encryption is off, one per join of a room."""
+    digest = hashlib.sha256(f"{room_id}\n{join_event_id}".encode()).hexdigest()[:40]
+    return "crieur.e2e-off." + digest
+
+
 def reply_txn_id(event_id: str) -> str:
     """Derive the transaction id of the answer to a command from the command's event id."""
     return "crieur.reply." + hashlib.sha256(event_id.encode()).hexdigest()[:40]
@@ -331,6 +348,7 @@ class MatrixBot:
         data_dir: Path,
         region_rooms: Mapping[str, Sequence[str]],
         on_command: CommandCallback | None = None,
+        encryption_off_notice: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
@@ -340,6 +358,8 @@ class MatrixBot:
         # assigned after construction.
         self.on_command = on_command
         self._clock = clock
+        # Posted, unencrypted, in an encrypted room the bot joins while encryption is off.
+        self._encryption_off_notice = encryption_off_notice
         self._encryption = config.encryption and bool(ENCRYPTION_ENABLED)
         if config.encryption and not ENCRYPTION_ENABLED:
             log.warning(
@@ -381,6 +401,10 @@ class MatrixBot:
         self.on_joined: Callable[[str], None] | None = None  # told of each room joined
         self.on_token: Callable[[str], None] | None = None  # told of each new access token
         self.last_sync_ok: float | None = None  # epoch of the last processed sync, for health
+        self.on_undecryptable: Callable[[], None] | None = None  # told of each one
+        self.undecryptable_events = 0
+        if self._encryption:
+            self._client.add_to_device_callback(self._key_requested, RoomKeyRequest)
 
     @property
     def user_id(self) -> str:
@@ -396,6 +420,10 @@ class MatrixBot:
     def encryption_enabled(self) -> bool:
         """True when messages to encrypted rooms are encrypted."""
         return self._encryption
+
+    def room_encrypted(self, room_id: str) -> bool | None:
+        """Whether the room is end-to-end encrypted, as last synced (None if unknown)."""
+        return self._encrypted.get(room_id)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -449,6 +477,7 @@ class MatrixBot:
         await self._check_can_send(room_id)
         what = f"send to {room_id}"
         try:
+            await self._prepare_room_keys(room_id)
             response = await self._call(
                 what,
                 self._client.room_send(
@@ -763,14 +792,22 @@ class MatrixBot:
         # The first sync after a join carries the room's recent history up to the bot's join
         # event: none of that is live. A timeline that starts after the join is all live.
         live_from = 0
+        own_join: _Event | None = None
         for index, event in enumerate(room.timeline):
             if self._is_own_join(event):
                 live_from = index + 1
+                own_join = event
         for index, event in enumerate(room.timeline):
             if event.state_key is not None:
                 replacement = self._observe_state(room_id, event) or replacement
+            elif event.type == "m.room.encrypted":
+                # nio replaced every event it could decrypt: this one it could not.
+                if self._encryption and commands and index >= live_from:
+                    self._undecryptable(room_id, event)
             elif commands and index >= live_from and self._is_command(event):
                 await self._run_command(room_id, event)
+        if own_join is not None and commands and self._encrypted.get(room_id):
+            await self._joined_encrypted(room_id, own_join)
         if replacement is not None:
             await self._follow_replacement(room_id, replacement, now_joined)
 
@@ -1030,6 +1067,171 @@ class MatrixBot:
 
     # -- encryption -------------------------------------------------------------------------
 
+    def _undecryptable(self, room_id: str, event: _Event) -> None:
+        self.undecryptable_events += 1
+        if self.on_undecryptable is not None:
+            self.on_undecryptable()
+        log.warning(
+            "cannot decrypt %s from %s in %s (session %s): no room key for it",
+            event.event_id,
+            event.sender,
+            room_id,
+            _text(event.content.get("session_id")) or "?",
+        )
+
+    async def _joined_encrypted(self, room_id: str, join: _Event) -> None:
+        """Tell an encrypted room, in plain text, that the bot cannot read or write in it."""
+        if self._encryption:
+            return
+        log.warning(
+            "joined %s, which is end-to-end encrypted, but matrix.encryption is off: "
+            "the bot can neither read commands nor post there",
+            room_id,
+        )
+        if not self._encryption_off_notice:
+            return
+        content = {"msgtype": "m.notice", "body": self._encryption_off_notice, "m.mentions": {}}
+        what = f"tell {room_id} that encryption is off"
+        try:
+            response = await self._call(
+                what,
+                self._client.room_send(
+                    room_id,
+                    "m.room.message",
+                    content,
+                    tx_id=encryption_off_txn_id(room_id, join.event_id),
+                ),
+            )
+        except (HomeserverUnavailable, LocalProtocolError) as error:
+            log.warning("cannot %s: %s", what, _describe(error))
+            return
+        if not isinstance(response, RoomSendResponse):
+            log.warning("cannot %s: %s", what, _response_error(what, response))
+
+    async def _prepare_room_keys(self, room_id: str) -> None:
+        """Know every member's devices and apply the trust policy before nio shares a key."""
+        if not self._encryption or not self._client.rooms[room_id].encrypted:
+            return
+        client = self._client
+        room = client.rooms[room_id]
+        if not room.members_synced:
+            what = f"read the members of {room_id}"
+            response = await self._call(what, client.joined_members(room_id))
+            if not isinstance(response, JoinedMembersResponse):
+                raise _response_error(what, response)
+        if client.should_query_keys:
+            await self._query_keys()
+        self._apply_trust(room.users)
+
+    async def _query_keys(self) -> None:
+        what = "query keys"
+        response = await self._call(what, self._client.keys_query())
+        if not isinstance(response, KeysQueryResponse):
+            _log_refusal(what, response)
+            return
+        self._key_changes(response)
+        self._apply_trust(response.device_keys)
+
+    def _key_changes(self, response: KeysQueryResponse) -> None:
+        """Find devices whose identity key differs from the first one seen, which nio keeps."""
+        store = self._client.device_store
+        for user_id, devices in response.device_keys.items():
+            if not isinstance(devices, dict):
+                continue
+            for device_id, payload in devices.items():
+                known = store[user_id].get(device_id) if user_id in store.users else None
+                keys = payload.get("keys") if isinstance(payload, dict) else None
+                seen = keys.get(f"ed25519:{device_id}") if isinstance(keys, dict) else None
+                if known is None or seen is None or known.ed25519 == seen:
+                    continue
+                if self._config.trust == "all":
+                    log.warning(
+                        "device %s of %s has a new identity key; trusted (matrix.trust: all)",
+                        device_id,
+                        user_id,
+                    )
+                    self._replace_device(known, payload, seen)
+                elif not self._client.olm.is_device_blacklisted(known):
+                    log.warning(
+                        "device %s of %s changed its identity key (was %s, now %s): not "
+                        "trusted, it gets no room keys (matrix.trust: tofu)",
+                        device_id,
+                        user_id,
+                        known.ed25519,
+                        seen,
+                    )
+                    self._client.blacklist_device(known)
+
+    def _replace_device(self, known: OlmDevice, payload: Mapping[str, Any], ed25519: str) -> None:
+        keys = payload["keys"]
+        curve = keys.get(f"curve25519:{known.id}")
+        if not isinstance(curve, str):
+            return
+        device = OlmDevice(
+            known.user_id, known.id, {"ed25519": ed25519, "curve25519": curve}, known.display_name
+        )
+        olm = self._client.olm
+        olm.device_store[known.user_id][known.id] = device
+        olm.store.save_device_keys({known.user_id: {known.id: device}})
+        self._client.verify_device(device)
+        for room in self._client.rooms.values():
+            if room.encrypted and known.user_id in room.users:
+                self._client.invalidate_outbound_session(room.room_id)
+
+    def _apply_trust(self, users: Iterable[str]) -> None:
+        """Trust each member device seen for the first time, as matrix.trust says."""
+        client = self._client
+        for user_id in users:
+            for device in client.device_store.active_user_devices(user_id):
+                if device.verified or client.olm.is_device_blacklisted(device):
+                    continue
+                log.info(
+                    "trusting device %s of %s on first use (ed25519 %s)",
+                    device.id,
+                    user_id,
+                    device.ed25519,
+                )
+                client.verify_device(device)
+
+    async def _key_requested(self, event: RoomKeyRequest) -> None:
+        """Send a member's device again the key of a session the bot already shared with it."""
+        if event.sender == self._user_id or event.algorithm != MEGOLM:
+            return  # nio answers the bot's own devices itself
+        olm = self._client.olm
+        session = olm.outbound_group_sessions.get(event.room_id)
+        requester = (event.sender, event.requesting_device_id)
+        if (
+            session is None
+            or session.id != event.session_id
+            or event.sender_key != olm.account.identity_keys["curve25519"]
+            or requester not in session.users_shared_with
+        ):
+            # Not the bot's current session, or not one this device was given: sending it
+            # would disclose messages sent before the device was in the room.
+            log.info(
+                "not answering the key request of %s's device %s for %s",
+                event.sender,
+                event.requesting_device_id,
+                event.room_id,
+            )
+            return
+        try:
+            olm.share_with_ourselves(event)  # despite its name: any verified device
+        except _KEY_SHARE_ERRORS as error:
+            log.info(
+                "cannot answer the key request of %s's device %s yet: %s",
+                event.sender,
+                event.requesting_device_id,
+                _describe(error),
+            )
+            return
+        log.info(
+            "answered the key request of %s's device %s for %s",
+            event.sender,
+            event.requesting_device_id,
+            event.room_id,
+        )
+
     async def _upload_keys(self) -> None:
         if self._encryption and self._client.should_upload_keys:
             _log_refusal("upload keys", await self._call("upload keys", self._client.keys_upload()))
@@ -1042,7 +1244,7 @@ class MatrixBot:
         try:
             await self._upload_keys()
             if client.should_query_keys:
-                _log_refusal("query keys", await self._call("query keys", client.keys_query()))
+                await self._query_keys()
             if client.should_claim_keys:
                 users = client.get_users_for_key_claiming()
                 _log_refusal("claim keys", await self._call("claim keys", client.keys_claim(users)))

@@ -91,6 +91,11 @@ class Metrics:
             "Seconds since the last successful Matrix sync (since start if none yet).",
             registry=self.registry,
         )
+        self._undecryptable = Counter(
+            "crieur_undecryptable_events",
+            "Encrypted room events the bot could not decrypt (no room key); they are skipped.",
+            registry=self.registry,
+        )
         self._up = Gauge(
             "crieur_up",
             "1 when the bot passes its health check, else 0.",
@@ -118,6 +123,10 @@ class Metrics:
     def message_failed(self, reason: str) -> None:
         """Count one send attempt that failed; unknown reasons count as `other`."""
         self._failed.labels(reason=reason if reason in FAILURE_REASONS else "other").inc()
+
+    def undecryptable_event(self) -> None:
+        """Count one room event that could not be decrypted; a MatrixBot listener."""
+        self._undecryptable.inc()
 
     async def refresh(
         self, store: Store, now: float, last_sync: float | None, *, up: bool = True

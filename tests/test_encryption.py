@@ -1,0 +1,298 @@
+"""Encrypted rooms, end to end: a real Synapse, the whole bot in this process, and people on
+real nio clients with encryption on and crypto stores of their own.
+
+What is checked is what those people see: the bot's events in an encrypted room are
+`m.room.encrypted` on the homeserver, and each person's client decrypts them to the expected
+text, also after the bot restarts and for someone who joined later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import pytest
+from nio import AsyncClient, AsyncClientConfig, Event, RoomSendResponse
+from nio.crypto import ENCRYPTION_ENABLED
+
+from bot.i18n import t
+from tests.e2e_support import (
+    WAIT,
+    BotWaits,
+    Feeds,
+    RunningBot,
+    bot_account,
+    config_data,
+    content,
+    eventually,
+    load,
+    reply_of,
+    sender,
+    unless_stopped,
+    wait_for_membership,
+)
+from tests.feed_server import FeedServer
+from tests.synapse_server import Account, SynapseServer
+
+T = TypeVar("T")
+
+pytestmark = pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="needs the e2e extra")
+
+ORG = "april"
+
+
+class Crieur(BotWaits):
+    """The bot under test, with a database (and crypto store) that outlive its restarts."""
+
+    def __init__(self, synapse: SynapseServer, account: Account, feeds: Feeds, tmp: Path) -> None:
+        self.synapse = synapse
+        self.account = account
+        self.feeds = feeds
+        self.tmp = tmp
+        self.running: RunningBot | None = None
+
+    async def start(self, **matrix: Any) -> None:
+        data = config_data(
+            synapse=self.synapse,
+            account=self.account,
+            feeds=self.feeds,
+            database=self.tmp / "crieur.sqlite3",
+            organisations=[ORG],
+            accept_invites_from=[_server(self.account.user_id)],
+        )
+        data["matrix"].update(matrix)
+        self.running = await RunningBot(load(data, self.tmp)).start()
+
+    async def stop(self) -> None:
+        if self.running is not None:
+            await self.running.stop()
+            self.running = None
+
+    async def guard(self, awaitable: Awaitable[T]) -> T:
+        task = self.running.task if self.running is not None else None
+        return await unless_stopped(awaitable, [task] if task is not None else [])
+
+
+class Person:
+    """A user on a nio client with encryption, its crypto store under the test's directory."""
+
+    def __init__(self, synapse: SynapseServer, account: Account, store: Path) -> None:
+        store.mkdir(parents=True)
+        self.synapse = synapse
+        self.account = account
+        self.client = AsyncClient(
+            synapse.base_url,
+            account.user_id,
+            device_id=account.device_id,
+            store_path=str(store),
+            config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False),
+        )
+        self.client.restore_login(account.user_id, account.device_id, account.access_token)
+
+    @property
+    def user_id(self) -> str:
+        return self.account.user_id
+
+    async def sync(self) -> None:
+        """Sync once (room keys arrive as to-device messages) and publish this device's keys."""
+        await self.client.sync(timeout=0)
+        if self.client.should_upload_keys:
+            await self.client.keys_upload()
+        if self.client.should_query_keys:
+            await self.client.keys_query()
+
+    async def send(self, room_id: str, body: str) -> str:
+        """Send an encrypted text message; return its event id."""
+        await self.sync()
+        response = await self.client.room_send(
+            room_id,
+            "m.room.message",
+            {"msgtype": "m.text", "body": body},
+            ignore_unverified_devices=True,
+        )
+        assert isinstance(response, RoomSendResponse), response
+        return str(response.event_id)
+
+    async def decrypted(self, room_id: str, bot: str) -> list[Event]:
+        """The bot's messages in the room that this client decrypted, oldest first."""
+        await self.sync()
+        events = await SynapseServer.timeline(self.client, room_id)
+        return [event for event in events if event.decrypted and sender(event) == bot]
+
+    async def wait_decrypted(
+        self, room_id: str, bot: str, found: Callable[[list[Event]], Event | None]
+    ) -> Event:
+        """Wait until a decrypted message of the bot satisfies `found`; return it."""
+        result: list[Event] = []
+
+        async def check() -> bool:
+            event = found(await self.decrypted(room_id, bot))
+            if event is not None:
+                result.append(event)
+            return event is not None
+
+        await eventually(check, WAIT, what=f"a message {self.user_id} can decrypt", interval=0.3)
+        return result[0]
+
+    async def raw(self, room_id: str, event_id: str) -> dict[str, Any]:
+        """The event as the homeserver stores it, not decrypted."""
+        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(event_id)}"
+        status, body = await self.synapse.request("GET", path, token=self.account.access_token)
+        assert status == 200, body
+        assert isinstance(body, dict)
+        return body
+
+
+def _server(user_id: str) -> str:
+    return user_id.partition(":")[2]
+
+
+def answering(event_id: str) -> Callable[[list[Event]], Event | None]:
+    return lambda events: next((event for event in events if reply_of(event) == event_id), None)
+
+
+def announcing(title: str) -> Callable[[list[Event]], Event | None]:
+    def find(events: list[Event]) -> Event | None:
+        for event in events:
+            body = str(content(event).get("body", ""))
+            if reply_of(event) is None and title in body.splitlines():
+                return event
+        return None
+
+    return find
+
+
+async def bot_devices(synapse: SynapseServer, user_id: str) -> set[str]:
+    admin = await synapse.admin_account()
+    status, body = await synapse.request(
+        "GET", f"/_synapse/admin/v2/users/{quote(user_id)}/devices", token=admin.access_token
+    )
+    assert status == 200, body
+    return {device["device_id"] for device in body["devices"]}
+
+
+@pytest.fixture
+async def crieur(
+    synapse: SynapseServer, feed_server: FeedServer, tmp_path: Path
+) -> AsyncIterator[Crieur]:
+    made = Crieur(synapse, await bot_account(synapse), Feeds(feed_server), tmp_path / "bot")
+    made.tmp.mkdir()
+    yield made
+    await made.stop()
+
+
+@pytest.fixture
+async def people(synapse: SynapseServer, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    made: list[Person] = []
+
+    async def make(name: str) -> Person:
+        account = await synapse.register_account(synapse.unique_localpart(name))
+        person = Person(synapse, account, tmp_path / "people" / account.localpart)
+        made.append(person)
+        await person.sync()
+        return person
+
+    yield make
+    for person in made:
+        await person.client.close()
+
+
+async def encrypted_room_with_bot(owner: Person, crieur: Crieur) -> str:
+    room_id = await SynapseServer.create_room(
+        owner.client, invite=[crieur.user_id], join=False, encrypted=True
+    )
+    await crieur.guard(wait_for_membership(owner.client, room_id, crieur.user_id, "join"))
+    return room_id
+
+
+async def test_commands_and_announcements_are_encrypted_and_survive_a_restart(
+    synapse: SynapseServer, crieur: Crieur, people: Callable[..., Awaitable[Person]]
+) -> None:
+    alice = await people("alice")
+    await crieur.start()
+    await crieur.wait_seeded(ORG)
+    room_id = await encrypted_room_with_bot(alice, crieur)
+
+    command_id = await crieur.guard(alice.send(room_id, "!subscribe april"))
+    reply = await crieur.guard(alice.wait_decrypted(room_id, crieur.user_id, answering(command_id)))
+    assert content(reply)["body"] == t("fr", "subscribe.done", names="April")
+
+    title = crieur.feeds.publish(ORG, "April : nouvelle campagne d'adhésion")
+    post = await crieur.guard(alice.wait_decrypted(room_id, crieur.user_id, announcing(title)))
+    for event in (reply, post):
+        raw = await alice.raw(room_id, event.event_id)
+        assert raw["type"] == "m.room.encrypted"
+        assert "ciphertext" in raw["content"] and "body" not in raw["content"]
+    sender_key = (await alice.raw(room_id, post.event_id))["content"]["sender_key"]
+    devices = await bot_devices(synapse, crieur.user_id)
+
+    await crieur.stop()
+    late = crieur.feeds.publish(ORG, "April : l'assemblée générale est reportée")
+    await crieur.start()
+    after = await crieur.guard(alice.wait_decrypted(room_id, crieur.user_id, announcing(late)))
+    raw = await alice.raw(room_id, after.event_id)
+    assert raw["type"] == "m.room.encrypted"
+    # Same device, same identity key: the restart reused the device and its crypto store.
+    assert raw["content"]["sender_key"] == sender_key
+    assert await bot_devices(synapse, crieur.user_id) == devices
+    # Exactly once: each entry was posted one time, restart or not.
+    posted = await alice.decrypted(room_id, crieur.user_id)
+    assert len([e for e in posted if announcing(title)([e])]) == 1
+    assert len([e for e in posted if announcing(late)([e])]) == 1
+
+
+async def test_a_member_who_joins_later_decrypts_what_is_sent_after(
+    synapse: SynapseServer, crieur: Crieur, people: Callable[..., Awaitable[Person]]
+) -> None:
+    alice, bob = await people("alice"), await people("bob")
+    await crieur.start()
+    await crieur.wait_seeded(ORG)
+    room_id = await encrypted_room_with_bot(alice, crieur)
+    command_id = await crieur.guard(alice.send(room_id, "!subscribe april"))
+    await crieur.guard(alice.wait_decrypted(room_id, crieur.user_id, answering(command_id)))
+    before = crieur.feeds.publish(ORG, "April : avant l'arrivée de Bob")
+    await crieur.guard(alice.wait_decrypted(room_id, crieur.user_id, announcing(before)))
+
+    await alice.client.room_invite(room_id, bob.user_id)
+    await SynapseServer.join(bob.client, room_id)
+    # Bob's command comes after his join: answering it, the bot knows he is a member.
+    status_id = await crieur.guard(bob.send(room_id, "!status"))
+    status = await crieur.guard(bob.wait_decrypted(room_id, crieur.user_id, answering(status_id)))
+    assert t("fr", "status.encryption_on_encrypted") in content(status)["body"]
+
+    after = crieur.feeds.publish(ORG, "April : bienvenue aux nouveaux membres")
+    for person in (bob, alice):
+        await crieur.guard(person.wait_decrypted(room_id, crieur.user_id, announcing(after)))
+    # Megolm keys are shared from the join on: what came before stays unreadable to Bob.
+    assert announcing(before)(await bob.decrypted(room_id, crieur.user_id)) is None
+
+
+async def test_with_encryption_off_an_encrypted_room_is_told_and_nothing_breaks(
+    synapse: SynapseServer, crieur: Crieur, people: Callable[..., Awaitable[Person]]
+) -> None:
+    alice = await people("alice")
+    await crieur.start(encryption=False)
+    room_id = await encrypted_room_with_bot(alice, crieur)
+
+    def notice(events: list[Event]) -> bool:
+        return any(
+            sender(event) == crieur.user_id
+            and content(event).get("msgtype") == "m.notice"
+            and content(event).get("body") == t("fr", "bot.encryption_off")
+            for event in events
+        )
+
+    events = await crieur.guard(SynapseServer.wait_for_messages(alice.client, room_id, notice))
+    notices = [event for event in events if sender(event) == crieur.user_id]
+    assert len(notices) == 1 and not notices[0].decrypted  # sent in clear, once
+
+    # The bot keeps working elsewhere, and says that encryption is off.
+    plain = await SynapseServer.create_room(alice.client, invite=[crieur.user_id], join=False)
+    await crieur.guard(wait_for_membership(alice.client, plain, crieur.user_id, "join"))
+    await alice.sync()  # nio sends only into rooms it has synced
+    _, reply = await crieur.command(alice.client, plain, "!status")
+    assert t("fr", "status.encryption_off") in content(reply)["body"]
+    assert crieur.running is not None and crieur.running.task is not None
+    assert not crieur.running.task.done()
