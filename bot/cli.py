@@ -154,6 +154,8 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         f"{len(config.regions)} regions, {len(rooms)} rooms",
         file=out,
     )
+    encryption = f"on (trust: {config.matrix.trust})" if config.matrix.encryption else "off"
+    print(f"matrix: {config.matrix.user_id}, encryption {encryption}", file=out)
     catalogue = Catalogue.from_config(config)
     for region in catalogue.regions:
         members = catalogue.organisations_in(region.slug)

@@ -30,7 +30,6 @@ from nio import (
     LoginResponse,
     OlmTrustError,
     RoomGetEventResponse,
-    RoomKeyRequest,
     RoomLeaveResponse,
     RoomSendResponse,
     SyncResponse,
@@ -43,13 +42,6 @@ from .errors import ConfigError, HomeserverUnavailable, RateLimited, RoomUnavail
 from .store import Store
 
 log = logging.getLogger(__name__)
-
-# Raised by nio when it cannot forward a room key; its module needs the e2e extra.
-_KEY_SHARE_ERRORS: tuple[type[Exception], ...] = (EncryptionError, OlmTrustError)
-if ENCRYPTION_ENABLED:
-    from nio.crypto.olm_machine import KeyShareError
-
-    _KEY_SHARE_ERRORS = (*_KEY_SHARE_ERRORS, KeyShareError)
 
 T = TypeVar("T")
 
@@ -79,7 +71,6 @@ KEY_DEVICE_ID: Final = "matrix.device_id"
 KEY_ACCESS_TOKEN: Final = "matrix.access_token"
 KEY_SYNC_TOKEN: Final = "matrix.sync_token"
 KEY_ROOM_REFS: Final = "matrix.room_refs"  # JSON: configured alias or id → room id last joined
-MEGOLM: Final = "m.megolm.v1.aes-sha2"
 
 _NO_EVENTS: Final = {"not_types": ["*"]}
 
@@ -403,8 +394,6 @@ class MatrixBot:
         self.last_sync_ok: float | None = None  # epoch of the last processed sync, for health
         self.on_undecryptable: Callable[[], None] | None = None  # told of each one
         self.undecryptable_events = 0
-        if self._encryption:
-            self._client.add_to_device_callback(self._key_requested, RoomKeyRequest)
 
     @property
     def user_id(self) -> str:
@@ -430,6 +419,10 @@ class MatrixBot:
     async def start(self) -> None:
         """Log in (reusing the stored device), sync once, join the configured rooms."""
         await self._retrying("log in", self._log_in)
+        if self._encryption:
+            log.info("end-to-end encryption on (matrix.trust: %s)", self._config.trust)
+        else:
+            log.info("end-to-end encryption off: encrypted rooms get nothing")
         invites = await self._first_sync()
         await self._join_config_rooms()
         # After the configured joins, which may have been pending invites themselves.
@@ -1192,45 +1185,6 @@ class MatrixBot:
                     device.ed25519,
                 )
                 client.verify_device(device)
-
-    async def _key_requested(self, event: RoomKeyRequest) -> None:
-        """Send a member's device again the key of a session the bot already shared with it."""
-        if event.sender == self._user_id or event.algorithm != MEGOLM:
-            return  # nio answers the bot's own devices itself
-        olm = self._client.olm
-        session = olm.outbound_group_sessions.get(event.room_id)
-        requester = (event.sender, event.requesting_device_id)
-        if (
-            session is None
-            or session.id != event.session_id
-            or event.sender_key != olm.account.identity_keys["curve25519"]
-            or requester not in session.users_shared_with
-        ):
-            # Not the bot's current session, or not one this device was given: sending it
-            # would disclose messages sent before the device was in the room.
-            log.info(
-                "not answering the key request of %s's device %s for %s",
-                event.sender,
-                event.requesting_device_id,
-                event.room_id,
-            )
-            return
-        try:
-            olm.share_with_ourselves(event)  # despite its name: any verified device
-        except _KEY_SHARE_ERRORS as error:
-            log.info(
-                "cannot answer the key request of %s's device %s yet: %s",
-                event.sender,
-                event.requesting_device_id,
-                _describe(error),
-            )
-            return
-        log.info(
-            "answered the key request of %s's device %s for %s",
-            event.sender,
-            event.requesting_device_id,
-            event.room_id,
-        )
 
     async def _upload_keys(self) -> None:
         if self._encryption and self._client.should_upload_keys:

@@ -433,8 +433,14 @@ class TestReadOnlyCommandsAnswerAsRepliesInTheConfiguredLanguage:
         assert lines[1] == said(
             lang, "En bonne santé : 2 ; en erreur : 0.", "Healthy: 2; failing: 0."
         )
-        assert {line.split(" — ")[0] for line in lines[2:]} == {"Parinux", "Ubuntu Paris"}
-        assert all(said(lang, "dernier succès", "last success") in line for line in lines[2:])
+        feeds, encryption = lines[2:-1], lines[-1]
+        assert {line.split(" — ")[0] for line in feeds} == {"Parinux", "Ubuntu Paris"}
+        assert all(said(lang, "dernier succès", "last success") in line for line in feeds)
+        assert encryption == said(
+            lang,
+            "Chiffrement : activé ; ce salon n'est pas chiffré.",
+            "Encryption: on; this room is not encrypted.",
+        )
 
     @staticmethod
     def check_reply(answering: AnsweringBot, command_id: str, reply: Event) -> str:

@@ -8,15 +8,22 @@ text, also after the bot restarts and for someone who joined later.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 from nio import AsyncClient, AsyncClientConfig, Event, RoomSendResponse
 from nio.crypto import ENCRYPTION_ENABLED
+from prometheus_client.parser import text_string_to_metric_families
 
+from bot import config as config_module
+from bot.cli import EXIT_USER_ERROR, main
+from bot.config import load_config
+from bot.errors import ConfigError
 from bot.i18n import t
 from tests.e2e_support import (
     WAIT,
@@ -38,7 +45,15 @@ from tests.synapse_server import Account, SynapseServer
 
 T = TypeVar("T")
 
-pytestmark = pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="needs the e2e extra")
+needs_e2e = pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="needs the e2e extra")
+
+CONFIG = """\
+matrix:
+  homeserver: https://matrix.example.org
+  user_id: "@crieur:example.org"
+  password: secret
+database: crieur.sqlite3
+"""
 
 ORG = "april"
 
@@ -53,8 +68,9 @@ class Crieur(BotWaits):
         self.tmp = tmp
         self.running: RunningBot | None = None
 
-    async def start(self, **matrix: Any) -> None:
+    async def start(self, http: dict[str, Any] | None = None, **matrix: Any) -> None:
         data = config_data(
+            http=http,
             synapse=self.synapse,
             account=self.account,
             feeds=self.feeds,
@@ -207,6 +223,7 @@ async def encrypted_room_with_bot(owner: Person, crieur: Crieur) -> str:
     return room_id
 
 
+@needs_e2e
 async def test_commands_and_announcements_are_encrypted_and_survive_a_restart(
     synapse: SynapseServer, crieur: Crieur, people: Callable[..., Awaitable[Person]]
 ) -> None:
@@ -243,6 +260,7 @@ async def test_commands_and_announcements_are_encrypted_and_survive_a_restart(
     assert len([e for e in posted if announcing(late)([e])]) == 1
 
 
+@needs_e2e
 async def test_a_member_who_joins_later_decrypts_what_is_sent_after(
     synapse: SynapseServer, crieur: Crieur, people: Callable[..., Awaitable[Person]]
 ) -> None:
@@ -269,6 +287,7 @@ async def test_a_member_who_joins_later_decrypts_what_is_sent_after(
     assert announcing(before)(await bob.decrypted(room_id, crieur.user_id)) is None
 
 
+@needs_e2e
 async def test_with_encryption_off_an_encrypted_room_is_told_and_nothing_breaks(
     synapse: SynapseServer, crieur: Crieur, people: Callable[..., Awaitable[Person]]
 ) -> None:
@@ -296,3 +315,103 @@ async def test_with_encryption_off_an_encrypted_room_is_told_and_nothing_breaks(
     assert t("fr", "status.encryption_off") in content(reply)["body"]
     assert crieur.running is not None and crieur.running.task is not None
     assert not crieur.running.task.done()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def undecryptable_count(listen: str) -> float:
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        session.get(f"http://{listen}/metrics") as response,
+    ):
+        text = await response.text()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "crieur_undecryptable_events"
+        for sample in family.samples
+        if sample.name == "crieur_undecryptable_events_total"
+    )
+
+
+@needs_e2e
+async def test_an_undecryptable_message_is_counted_and_the_bot_goes_on(
+    crieur: Crieur, people: Callable[..., Awaitable[Person]]
+) -> None:
+    alice = await people("alice")
+    listen = f"127.0.0.1:{free_port()}"
+    await crieur.start(http={"listen": listen})
+    room_id = await encrypted_room_with_bot(alice, crieur)
+    assert await undecryptable_count(listen) == 0
+
+    # Alice withholds the room key from the bot's device: the bot gets a message it cannot read.
+    await alice.client.joined_members(room_id)
+    await alice.sync()  # queries the keys of the members she now knows
+    (device,) = alice.client.device_store.active_user_devices(crieur.user_id)
+    alice.client.blacklist_device(device)
+    await alice.send(room_id, "!help")
+    await crieur.guard(
+        eventually(lambda: _at_least(undecryptable_count(listen), 1), WAIT, what="a count")
+    )
+
+    # Given keys again (a new session), the bot still reads and answers commands.
+    alice.client.unblacklist_device(device)
+    alice.client.invalidate_outbound_session(room_id)
+    command_id = await crieur.guard(alice.send(room_id, "!help"))
+    await crieur.guard(alice.wait_decrypted(room_id, crieur.user_id, answering(command_id)))
+    assert await undecryptable_count(listen) == 1
+
+
+async def _at_least(count: Awaitable[float], minimum: float) -> bool:
+    return await count >= minimum
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.replace("  password: secret\n", f"  password: secret\n{extra}"))
+    return path
+
+
+def without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config_module, "e2e_available", lambda: False)
+
+
+def test_encryption_defaults_to_whether_the_extra_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path)
+    assert load_config(path, env={}).matrix.encryption is config_module.e2e_available()
+    assert load_config(path, env={}).matrix.trust == "tofu"
+    without_the_extra(monkeypatch)
+    assert load_config(path, env={}).matrix.encryption is False
+
+
+def test_encryption_asked_for_without_the_extra_is_a_config_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    without_the_extra(monkeypatch)
+    path = write_config(tmp_path, "  encryption: true\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    (line,) = caught.value.lines()
+    assert line.startswith("matrix.encryption: is true but the e2e extra is not installed")
+    for command in ("check", "run"):
+        assert main([command, "-c", str(path)]) == EXIT_USER_ERROR
+        assert "error: matrix.encryption: " in capsys.readouterr().err
+    assert load_config(write_config(tmp_path, "  encryption: false\n"), env={})
+
+
+def test_the_trust_policy_is_tofu_or_all(tmp_path: Path) -> None:
+    assert load_config(write_config(tmp_path, "  trust: all\n"), env={}).matrix.trust == "all"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(tmp_path, "  trust: verified\n"), env={})
+    assert caught.value.lines() == [
+        "matrix.trust: unknown trust policy 'verified' (use tofu or all)"
+    ]
