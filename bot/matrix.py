@@ -1154,6 +1154,10 @@ class MatrixBot:
                         seen,
                     )
                     self._client.blacklist_device(known)
+                else:
+                    continue
+                # The current room keys went to the old key: later messages get new ones.
+                self._new_sessions_with(user_id)
 
     def _replace_device(self, known: OlmDevice, payload: Mapping[str, Any], ed25519: str) -> None:
         keys = payload["keys"]
@@ -1167,8 +1171,10 @@ class MatrixBot:
         olm.device_store[known.user_id][known.id] = device
         olm.store.save_device_keys({known.user_id: {known.id: device}})
         self._client.verify_device(device)
+
+    def _new_sessions_with(self, user_id: str) -> None:
         for room in self._client.rooms.values():
-            if room.encrypted and known.user_id in room.users:
+            if room.encrypted and user_id in room.users:
                 self._client.invalidate_outbound_session(room.room_id)
 
     def _apply_trust(self, users: Iterable[str]) -> None:

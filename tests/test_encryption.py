@@ -8,6 +8,9 @@ text, also after the bot restarts and for someone who joined later.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -22,9 +25,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot import config as config_module
 from bot.cli import EXIT_USER_ERROR, main
-from bot.config import load_config
+from bot.config import MatrixConfig, load_config
 from bot.errors import ConfigError
 from bot.i18n import t
+from bot.matrix import MatrixBot
+from bot.store import Store
 from tests.e2e_support import (
     WAIT,
     BotWaits,
@@ -315,6 +320,102 @@ async def test_with_encryption_off_an_encrypted_room_is_told_and_nothing_breaks(
     assert t("fr", "status.encryption_off") in content(reply)["body"]
     assert crieur.running is not None and crieur.running.task is not None
     assert not crieur.running.task.done()
+
+
+@needs_e2e
+async def test_a_device_whose_identity_key_changes_is_no_longer_trusted(
+    synapse: SynapseServer,
+    crieur: Crieur,
+    people: Callable[..., Awaitable[Person]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.matrix")
+    alice, bob = await people("alice"), await people("bob")
+    await crieur.start()
+    await crieur.wait_seeded(ORG)
+    room_id = await encrypted_room_with_bot(alice, crieur)
+    await alice.client.room_invite(room_id, bob.user_id)
+    await SynapseServer.join(bob.client, room_id)
+    await crieur.guard(alice.send(room_id, "!subscribe april"))
+    command_id = await crieur.guard(bob.send(room_id, "!help"))
+    await crieur.guard(bob.wait_decrypted(room_id, crieur.user_id, answering(command_id)))
+    assert f"trusting device {bob.account.device_id} of {bob.user_id} on first use" in caplog.text
+
+    # Bob's device id comes back with other keys (a client that lost its storage, or not Bob).
+    impostor = Person(synapse, bob.account, tmp_path / "impostor")
+    try:
+        await impostor.client.sync(timeout=0)  # loads its own fresh crypto store
+        keys = impostor.client.olm.share_keys()["device_keys"]
+        status, body = await synapse.request(
+            "POST",
+            "/_matrix/client/v3/keys/upload",
+            token=bob.account.access_token,
+            json={"device_keys": keys},
+        )
+        assert status == 200, body
+        changed = f"device {bob.account.device_id} of {bob.user_id} changed its identity key"
+        await crieur.guard(
+            eventually(lambda: changed in caplog.text, WAIT, what="the key change noticed")
+        )
+
+        title = crieur.feeds.publish(ORG, "April : après le changement de clé de Bob")
+        await crieur.guard(alice.wait_decrypted(room_id, crieur.user_id, announcing(title)))
+        assert announcing(title)(await impostor.decrypted(room_id, crieur.user_id)) is None
+    finally:
+        await impostor.client.close()
+
+
+@needs_e2e
+async def test_an_encrypted_send_repeated_after_a_restart_posts_once(
+    synapse: SynapseServer, people: Callable[..., Awaitable[Person]], tmp_path: Path
+) -> None:
+    alice = await people("alice")
+    account = await bot_account(synapse)
+    config = MatrixConfig(
+        homeserver=synapse.base_url,
+        user_id=account.user_id,
+        password=account.password,
+        encryption=True,
+        accept_invites_from=(alice.user_id,),
+    )
+    store = await Store.open(tmp_path / "crieur.sqlite3")
+    content = {"msgtype": "m.notice", "body": "April : une seule fois"}
+    room_id = await SynapseServer.create_room(
+        alice.client, invite=[account.user_id], join=False, encrypted=True
+    )
+
+    async def run_and_send() -> str:
+        bot = MatrixBot(config, store, data_dir=tmp_path / "matrix", region_rooms={})
+        try:
+            await bot.start()
+            sync = asyncio.create_task(bot.sync_forever())
+            try:
+                await wait_for_membership(alice.client, room_id, account.user_id, "join")
+                await eventually(lambda: bot.room_encrypted(room_id) is True)
+            finally:
+                sync.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sync
+            return await bot.send_notice(room_id, dict(content), "crieur.once")
+        finally:
+            await bot.close()
+
+    try:
+        # The second run plays a restart after a send the bot could not record.
+        event_ids = [await run_and_send(), await run_and_send()]
+    finally:
+        await store.close()
+
+    assert event_ids[0] == event_ids[1]
+    raw = await alice.raw(room_id, event_ids[0])
+    assert raw["type"] == "m.room.encrypted"
+    await alice.wait_decrypted(room_id, account.user_id, lambda events: next(iter(events), None))
+    bodies = [
+        str(event.source["content"]["body"])
+        for event in await alice.decrypted(room_id, account.user_id)
+    ]
+    assert bodies == [content["body"]]
 
 
 def free_port() -> int:
