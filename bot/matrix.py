@@ -393,7 +393,6 @@ class MatrixBot:
         self.on_token: Callable[[str], None] | None = None  # told of each new access token
         self.last_sync_ok: float | None = None  # epoch of the last processed sync, for health
         self.on_undecryptable: Callable[[], None] | None = None  # told of each one
-        self.undecryptable_events = 0
 
     @property
     def user_id(self) -> str:
@@ -1061,7 +1060,6 @@ class MatrixBot:
     # -- encryption -------------------------------------------------------------------------
 
     def _undecryptable(self, room_id: str, event: _Event) -> None:
-        self.undecryptable_events += 1
         if self.on_undecryptable is not None:
             self.on_undecryptable()
         log.warning(
