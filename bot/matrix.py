@@ -1166,6 +1166,7 @@ class MatrixBot:
             known.user_id, known.id, {"ed25519": ed25519, "curve25519": curve}, known.display_name
         )
         olm = self._client.olm
+        self._client.unverify_device(known)  # the trust store refuses two keys for one device
         olm.device_store[known.user_id][known.id] = device
         olm.store.save_device_keys({known.user_id: {known.id: device}})
         self._client.verify_device(device)
@@ -1207,7 +1208,8 @@ class MatrixBot:
                 users = client.get_users_for_key_claiming()
                 _log_refusal("claim keys", await self._call("claim keys", client.keys_claim(users)))
             await self._call("send to-device messages", client.send_to_device_messages())
-        except (HomeserverUnavailable, LocalProtocolError) as error:
+        except (HomeserverUnavailable, LocalProtocolError, EncryptionError, OlmTrustError) as error:
+            # Keys are maintained again after the next sync; the loop must go on.
             log.warning("key maintenance failed: %s", _describe(error))
 
     # -- requests ---------------------------------------------------------------------------

@@ -325,16 +325,18 @@ async def test_with_encryption_off_an_encrypted_room_is_told_and_nothing_breaks(
 
 
 @needs_e2e
-async def test_a_device_whose_identity_key_changes_is_no_longer_trusted(
+@pytest.mark.parametrize("trust", ["tofu", "all"])
+async def test_a_device_whose_identity_key_changes_is_trusted_only_under_all(
     synapse: SynapseServer,
     crieur: Crieur,
     people: Callable[..., Awaitable[Person]],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    trust: str,
 ) -> None:
     caplog.set_level(logging.INFO, logger="bot.matrix")
     alice, bob = await people("alice"), await people("bob")
-    await crieur.start()
+    await crieur.start(trust=trust)
     await crieur.wait_seeded(ORG)
     room_id = await encrypted_room_with_bot(alice, crieur)
     await alice.client.room_invite(room_id, bob.user_id)
@@ -356,14 +358,20 @@ async def test_a_device_whose_identity_key_changes_is_no_longer_trusted(
             json={"device_keys": keys},
         )
         assert status == 200, body
-        changed = f"device {bob.account.device_id} of {bob.user_id} changed its identity key"
+        device = f"device {bob.account.device_id} of {bob.user_id}"
+        changed = {
+            "tofu": f"{device} changed its identity key",
+            "all": f"{device} has a new identity key; trusted",
+        }[trust]
         await crieur.guard(
             eventually(lambda: changed in caplog.text, WAIT, what="the key change noticed")
         )
 
+        # The others go on receiving, in a new session.
         title = crieur.feeds.publish(ORG, "April : après le changement de clé de Bob")
         await crieur.guard(alice.wait_decrypted(room_id, crieur.user_id, announcing(title)))
-        assert announcing(title)(await impostor.decrypted(room_id, crieur.user_id)) is None
+        if trust == "tofu":
+            assert announcing(title)(await impostor.decrypted(room_id, crieur.user_id)) is None
     finally:
         await impostor.client.close()
 
