@@ -37,7 +37,7 @@ SHORT_BURST = 200
 FLOOD = ("!status", "!subscriptions", "!orgs", "!latest april", "!subscribe april", "!help")
 # State the chat commands can change; kv (sync token) and the feed tables move by themselves.
 STATE_TABLES = ("follows", "mutes", "rooms")
-GUESTS = 6  # people sending the permission and odd-argument checks in turn
+GUESTS = 8  # people sending the permission and odd-argument checks in turn, BURST each
 ASK_EVERY = 2.5  # seconds between the other person's commands
 HUGE = 60_000  # characters: Synapse refuses events over 64 KiB, so 100 KB never reaches the bot
 

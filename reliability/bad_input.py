@@ -18,6 +18,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -556,9 +557,11 @@ def rows(result: BadInputResult) -> list[Row]:
 
 
 def _error_line(log: str) -> str:
+    """The first `error:` line, the scenario's own directory left out."""
     for line in log.splitlines():
         if line.startswith("error: "):
-            return f"“{line[:160]}”"
+            line = re.sub(r"(?:/[^/\s]+)+/(crieur\.sqlite3)", r"…/\1", line)
+            return f"“{line[:240]}”"
     return "nothing"
 
 
