@@ -64,9 +64,10 @@ DEFAULT_RETRY_AFTER: Final = 5.0  # seconds, when a 429 does not say
 COMMAND_TIMEOUT: Final = 60.0
 REPLY_ATTEMPTS: Final = 3  # failed sends of one answer (not 429s) before it is dropped
 # Answers waiting for one person (a burst of commands and the slow-down warning); more are
-# dropped: people are served in turn, so this bounds memory, not anyone else's wait.
+# dropped: the least answered go first, so this bounds memory, not anyone else's wait.
 MAX_QUEUED_PER_SENDER: Final = 4
 MAX_QUEUED_REPLIES: Final = 1000  # answers waiting in all
+FAIR_WINDOW: Final = 60.0  # seconds of answers counted to pick who is answered next
 MAX_REPLACEMENT_HOPS: Final = 8
 
 KEY_USER_ID: Final = "matrix.user_id"
@@ -332,19 +333,23 @@ class _Answer:
 
 
 class _Answers:
-    """Answers waiting to be sent: a few per person, each person in turn.
+    """Answers waiting to be sent: a few per person, those answered least lately first.
 
     Sending an answer waits on the homeserver's rate limit; done in the sync loop, one
     person's flood of commands would hold everyone else's behind it for minutes. Queued here,
-    a person has at most MAX_QUEUED_PER_SENDER answers waiting (the rest are dropped) and the
-    sender serves people in turn, so anyone's answer waits for about one answer per person.
+    a person has at most MAX_QUEUED_PER_SENDER answers waiting (the rest are dropped), and the
+    next answer goes to whoever got the fewest answers in the last FAIR_WINDOW seconds (in
+    turn when even): someone asking now and then waits for the answer being sent, not for
+    the answers of whoever floods the bot.
 
     A sync's token is stored once every answer to its commands has been sent or given up,
     so that a crash before an answer went out runs that command again after a restart.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._waiting: dict[str, deque[_Answer]] = {}  # by sender, in turn order
+        self._served: dict[str, deque[float]] = {}  # when each person was last answered
         self._size = 0
         self._batch = 0  # the sync whose commands are running now
         self._unsettled: Counter[int] = Counter()  # answers not sent nor given up, by sync
@@ -377,7 +382,10 @@ class _Answers:
         while not self._waiting:
             self._ready.clear()
             await self._ready.wait()
-        sender = next(iter(self._waiting))
+        now = self._clock()
+        # min() keeps the first of equals: the turn order among the least answered.
+        sender = min(self._waiting, key=lambda person: self._recently_served(person, now))
+        self._served.setdefault(sender, deque()).append(now)
         queue = self._waiting.pop(sender)
         answer = queue.popleft()
         if queue:
@@ -389,6 +397,16 @@ class _Answers:
         """Mark an answer sent or given up; return the newest token safe to store now, if any."""
         self._unsettled[answer.batch] -= 1
         return self._settled()
+
+    def _recently_served(self, sender: str, now: float) -> int:
+        served = self._served.get(sender)
+        if served is None:
+            return 0
+        while served and served[0] <= now - FAIR_WINDOW:
+            served.popleft()
+        if not served:
+            del self._served[sender]  # bounded: only people answered in the window are kept
+        return len(served)
 
     def _settled(self) -> str | None:
         token = None

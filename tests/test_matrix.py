@@ -617,9 +617,23 @@ async def test_queued_answers_serve_people_in_turn_and_cap_each_person() -> None
     flood = [answers.put("!r", "@flood:x", f"$f{n}", {}) for n in range(MAX_QUEUED_PER_SENDER + 5)]
     assert flood == [True] * MAX_QUEUED_PER_SENDER + [False] * 5  # the rest dropped
     assert answers.put("!r", "@alice:x", "$a1", {})
-    # Alice waits for one of the flood's answers, not for all of them.
+    # Alice waits for the flood's answer being sent, not for all of them.
     order = [(await answers.next()).event_id for _ in range(3)]
     assert order == ["$f0", "$a1", "$f1"]
+
+
+async def test_whoever_was_answered_least_lately_goes_first() -> None:
+    now = [0.0]
+    answers = _Answers(clock=lambda: now[0])
+    for n in range(3):
+        answers.put("!r", "@flood:x", f"$f{n}", {})
+        assert (await answers.next()).event_id == f"$f{n}"
+    answers.put("!r", "@flood:x", "$f3", {})
+    answers.put("!r", "@alice:x", "$a1", {})  # queued after the flood's
+    assert (await answers.next()).event_id == "$a1"
+    now[0] = 1000.0  # long after: the flood's answers no longer count against it
+    answers.put("!r", "@alice:x", "$a2", {})
+    assert [(await answers.next()).event_id for _ in range(2)] == ["$f3", "$a2"]
 
 
 async def test_a_sync_token_is_safe_to_store_once_its_answers_are_settled() -> None:
