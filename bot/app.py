@@ -13,6 +13,7 @@ from .catalogue import Catalogue
 from .commands import Commands
 from .config import Config
 from .dispatcher import DeliveryRenderer, Dispatcher
+from .errors import StoreError
 from .fetcher import Fetcher
 from .health import HealthProbe, serve
 from .i18n import t
@@ -75,7 +76,14 @@ async def run_bot(
             if redactor is not None:
                 redactor.add(await store.get_value(KEY_ACCESS_TOKEN))
             async with Fetcher(config.polling) as fetcher:
-                await _serve(config, store, bot, fetcher, catalogue, metrics, on_ready)
+                try:
+                    await _serve(config, store, bot, fetcher, catalogue, metrics, on_ready)
+                except ExceptionGroup as group:
+                    # A database that cannot be written stops every task: say why in one line.
+                    unusable, _ = group.split(StoreError)
+                    if unusable is None:
+                        raise
+                    raise _first(unusable) from group
         finally:
             await bot.close()
     finally:
@@ -141,6 +149,11 @@ async def _serve(
         )
         if on_ready is not None:
             on_ready()
+
+
+def _first(group: BaseExceptionGroup[StoreError]) -> StoreError:
+    error = group.exceptions[0]
+    return error if isinstance(error, StoreError) else _first(error)
 
 
 async def run_until_signalled(config: Config, redactor: RedactSecrets | None = None) -> int:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,12 @@ BACKOFF_MAX: Final = 60.0
 INVITE_RETRY_MAX: Final = 3600.0
 DEFAULT_RETRY_AFTER: Final = 5.0  # seconds, when a 429 does not say
 COMMAND_TIMEOUT: Final = 60.0
-REPLY_ATTEMPTS: Final = 3
+REPLY_ATTEMPTS: Final = 3  # failed sends of one answer (not 429s) before it is dropped
+# Answers waiting for one person (a burst of commands and the slow-down warning); more are
+# dropped: the least answered go first, so this bounds memory, not anyone else's wait.
+MAX_QUEUED_PER_SENDER: Final = 4
+MAX_QUEUED_REPLIES: Final = 1000  # answers waiting in all
+FAIR_WINDOW: Final = 60.0  # seconds of answers counted to pick who is answered next
 MAX_REPLACEMENT_HOPS: Final = 8
 
 KEY_USER_ID: Final = "matrix.user_id"
@@ -325,6 +331,99 @@ def _reply_content(text: str, html: str | None, command: _Event) -> dict[str, An
     return content
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    room_id: str
+    sender: str
+    event_id: str
+    content: dict[str, Any]
+    batch: int  # the sync the command came in
+
+
+class _Answers:
+    """Answers waiting to be sent: a few per person, those answered least lately first.
+
+    Sending an answer waits on the homeserver's rate limit; done in the sync loop, one
+    person's flood of commands would hold everyone else's behind it for minutes. Queued here,
+    a person has at most MAX_QUEUED_PER_SENDER answers waiting (the rest are dropped), and the
+    next answer goes to whoever got the fewest answers in the last FAIR_WINDOW seconds (in
+    turn when even): someone asking now and then waits for the answer being sent, not for
+    the answers of whoever floods the bot.
+
+    A sync's token is stored once every answer to its commands has been sent or given up,
+    so that a crash before an answer went out runs that command again after a restart.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._waiting: dict[str, deque[_Answer]] = {}  # by sender, in turn order
+        self._served: dict[str, deque[float]] = {}  # when each person was last answered
+        self._size = 0
+        self._batch = 0  # the sync whose commands are running now
+        self._unsettled: Counter[int] = Counter()  # answers not sent nor given up, by sync
+        self._tokens: deque[tuple[int, str]] = deque()  # processed syncs, oldest first
+        self._ready = asyncio.Event()
+
+    def put(self, room_id: str, sender: str, event_id: str, content: dict[str, Any]) -> bool:
+        """Queue an answer of the running sync; False if the person has too many waiting."""
+        queue = self._waiting.get(sender)
+        if self._size >= MAX_QUEUED_REPLIES or (
+            queue is not None and len(queue) >= MAX_QUEUED_PER_SENDER
+        ):
+            return False
+        if queue is None:
+            queue = self._waiting[sender] = deque()
+        queue.append(_Answer(room_id, sender, event_id, content, self._batch))
+        self._size += 1
+        self._unsettled[self._batch] += 1
+        self._ready.set()
+        return True
+
+    def processed(self, token: str) -> str | None:
+        """Close the running sync; return the newest token safe to store now, if any."""
+        self._tokens.append((self._batch, token))
+        self._batch += 1
+        return self._settled()
+
+    async def next(self) -> _Answer:
+        """Wait for an answer to send: the first waiting person's oldest."""
+        while not self._waiting:
+            self._ready.clear()
+            await self._ready.wait()
+        now = self._clock()
+        # min() keeps the first of equals: the turn order among the least answered.
+        sender = min(self._waiting, key=lambda person: self._recently_served(person, now))
+        self._served.setdefault(sender, deque()).append(now)
+        queue = self._waiting.pop(sender)
+        answer = queue.popleft()
+        if queue:
+            self._waiting[sender] = queue  # to the back of the line
+        self._size -= 1
+        return answer
+
+    def done(self, answer: _Answer) -> str | None:
+        """Mark an answer sent or given up; return the newest token safe to store now, if any."""
+        self._unsettled[answer.batch] -= 1
+        return self._settled()
+
+    def _recently_served(self, sender: str, now: float) -> int:
+        served = self._served.get(sender)
+        if served is None:
+            return 0
+        while served and served[0] <= now - FAIR_WINDOW:
+            served.popleft()
+        if not served:
+            del self._served[sender]  # bounded: only people answered in the window are kept
+        return len(served)
+
+    def _settled(self) -> str | None:
+        token = None
+        while self._tokens and self._unsettled[self._tokens[0][0]] <= 0:
+            batch, token = self._tokens.popleft()
+            del self._unsettled[batch]
+        return token
+
+
 # -- the bot ------------------------------------------------------------------------------------
 
 
@@ -393,6 +492,7 @@ class MatrixBot:
         self.on_token: Callable[[str], None] | None = None  # told of each new access token
         self.last_sync_ok: float | None = None  # epoch of the last processed sync, for health
         self.on_undecryptable: Callable[[], None] | None = None  # told of each one
+        self._answers = _Answers()
 
     @property
     def user_id(self) -> str:
@@ -432,6 +532,12 @@ class MatrixBot:
         """Sync until cancelled, backing off while the homeserver is unreachable."""
         if self._next_batch is None:
             raise RuntimeError("MatrixBot.start() must run before sync_forever()")
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._send_answers(), name="answers")
+            await self._sync_loop()
+
+    async def _sync_loop(self) -> None:
+        assert self._next_batch is not None
         delay = 0.0
         while True:
             try:
@@ -756,7 +862,9 @@ class MatrixBot:
     async def _synced(self, sync: _Sync) -> None:
         """Record a processed sync's token, so nothing in it runs again after a restart."""
         self._next_batch = sync.next_batch
-        await self._store.set_value(KEY_SYNC_TOKEN, sync.next_batch)
+        token = self._answers.processed(sync.next_batch)
+        if token is not None:
+            await self._store.set_value(KEY_SYNC_TOKEN, token)
         self.last_sync_ok = self._clock()
         await self._maintain_keys()
         await self._retry_invites()
@@ -1037,17 +1145,39 @@ class MatrixBot:
             return
         if answer is not None:
             text, html = answer
-            await self._reply(room_id, _reply_content(text, html, event), event.event_id)
+            content = _reply_content(text, html, event)
+            if not self._answers.put(room_id, event.sender, event.event_id, content):
+                log.info(
+                    "not answering %s in %s: too many answers wait for %s",
+                    event.event_id,
+                    room_id,
+                    event.sender,
+                )
+
+    async def _send_answers(self) -> None:
+        """Send queued answers, one at a time, at the pace the homeserver accepts."""
+        while True:
+            answer = await self._answers.next()
+            await self._reply(answer.room_id, answer.content, answer.event_id)
+            token = self._answers.done(answer)
+            if token is not None:
+                await self._store.set_value(KEY_SYNC_TOKEN, token)
 
     async def _reply(self, room_id: str, content: dict[str, Any], event_id: str) -> None:
         txn_id = reply_txn_id(event_id)
-        for attempt in range(REPLY_ATTEMPTS):
+        failures = 0
+        while True:
             try:
                 await self.send_notice(room_id, content, txn_id)
             except RateLimited as error:
+                # The homeserver's pace: waiting is all there is to do, and answers wait in turn.
                 wait = error.retry_after
             except HomeserverUnavailable as error:
-                wait = BACKOFF_START * 2**attempt
+                failures += 1
+                if failures >= REPLY_ATTEMPTS:
+                    log.warning("gave up answering %s in %s: %s", event_id, room_id, error)
+                    return
+                wait = BACKOFF_START * 2 ** (failures - 1)
                 log.warning("cannot answer %s in %s yet: %s", event_id, room_id, error)
             except SendError as error:
                 log.warning("cannot answer %s in %s: %s", event_id, room_id, error)
@@ -1055,7 +1185,6 @@ class MatrixBot:
             else:
                 return
             await asyncio.sleep(wait)
-        log.warning("gave up answering %s in %s", event_id, room_id)
 
     # -- encryption -------------------------------------------------------------------------
 

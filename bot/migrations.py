@@ -113,14 +113,20 @@ async def schema_version(conn: aiosqlite.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-async def migrate(conn: aiosqlite.Connection, target: int = SCHEMA_VERSION) -> None:
-    """Bring the schema up to `target`, refusing a database newer than this code."""
+async def check_version(conn: aiosqlite.Connection) -> int:
+    """Return the schema version; raise StoreError if it is newer than this code."""
     current = await schema_version(conn)
     if current > SCHEMA_VERSION:
         raise StoreError(
             f"the database has schema version {current}, newer than this Crieur knows "
             f"({SCHEMA_VERSION}): upgrade Crieur or restore a backup made with this version"
         )
+    return current
+
+
+async def migrate(conn: aiosqlite.Connection, target: int = SCHEMA_VERSION) -> None:
+    """Bring the schema up to `target`, refusing a database newer than this code."""
+    current = await check_version(conn)
     for version in range(current, target):
         step = MIGRATIONS[version]
         await conn.execute("BEGIN IMMEDIATE")

@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from .errors import StoreError
 from .store import FeedState, Store
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ class Scheduler:
         try:
             async with self._slots:
                 await self._poll_one(feed)
+        except StoreError:
+            raise  # the database cannot be used: nothing to try again later; run_bot says so
         except Exception:
             # A bug in one poll must not stop the others; the feed is tried again later.
             log.exception("unexpected error while polling %s", feed.url)

@@ -7,23 +7,51 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import aiosqlite
 
-from .migrations import migrate
+from .errors import StoreError
+from .migrations import check_version, migrate
 from .model import Delivery, Entry
 
 log = logging.getLogger(__name__)
 
 FollowKind = Literal["region", "organisation"]
 _CONFIG_FOLLOWS = "config.follows"  # the room → region pairs of the last configuration applied
+
+# SQLite's answers when the database file cannot be used at all, in words an operator acts on.
+# Everything else (a constraint, a bug in our SQL) stays an sqlite3 error.
+_UNUSABLE: Final = {
+    "SQLITE_FULL": "the disk is full; free some space, then start Crieur again",
+    "SQLITE_READONLY": "it is read-only; let Crieur's user write the file and its directory",
+    "SQLITE_CANTOPEN": "it cannot be opened; check the path, and that Crieur's user may write "
+    "the file and its directory",
+    "SQLITE_PERM": "access is denied",
+    "SQLITE_IOERR": "reading or writing the disk failed",
+    "SQLITE_NOTADB": "the file is not an SQLite database",
+    "SQLITE_CORRUPT": "the file is damaged; restore a backup",
+}
+
+
+@contextlib.contextmanager
+def _translated(name: str) -> Iterator[None]:
+    """Turn SQLite's "cannot use this file" errors into a StoreError that says what to do."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        code = getattr(error, "sqlite_errorname", None) or ""
+        advice = _UNUSABLE.get("_".join(code.split("_")[:2]))  # SQLITE_IOERR_WRITE → IOERR
+        if advice is None:
+            raise
+        raise StoreError(f"cannot use the database {name}: {advice} ({error})") from error
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +195,9 @@ def _feed(row: aiosqlite.Row) -> FeedState:
 class Store:
     """The bot's SQLite database; one connection, one writer at a time."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, name: str = ":memory:") -> None:
         self._conn = conn
+        self._name = name  # the file, for error messages
         # One connection is shared by every task: a lock keeps one task's statements
         # from landing inside another task's transaction.
         self._lock = asyncio.Lock()
@@ -179,16 +208,26 @@ class Store:
     async def open(cls, path: Path | str) -> Store:
         """Open (creating if needed) and migrate the database at `path` (or ':memory:')."""
         if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(str(path), isolation_level=None)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreError(f"cannot create the directory of {path}: {error}") from error
+        with _translated(str(path)):
+            conn = await aiosqlite.connect(str(path), isolation_level=None)
         try:
-            conn.row_factory = aiosqlite.Row
-            await cls._configure(conn, wal=str(path) != ":memory:")
-            await migrate(conn)
+            with _translated(str(path)):
+                conn.row_factory = aiosqlite.Row
+                # Before anything writes (journal mode included): a newer database stays as is.
+                await check_version(conn)
+                await cls._configure(conn, wal=str(path) != ":memory:")
+                await migrate(conn)
+                # A read-only file opens and reads fine; find out now, not at the first poll.
+                await conn.execute("BEGIN IMMEDIATE")
+                await conn.execute("ROLLBACK")
         except BaseException:
             await conn.close()
             raise
-        return cls(conn)
+        return cls(conn, str(path))
 
     @classmethod
     async def open_copy(cls, path: Path | str) -> Store:
@@ -239,27 +278,34 @@ class Store:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            await self._conn.execute("COMMIT")
+            with _translated(self._name):
+                await self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    # SQLite rolls back by itself on some errors (a full disk): then there is
+                    # nothing left to roll back, and trying would hide the error.
+                    if self._conn.in_transaction:
+                        await self._conn.execute("ROLLBACK")
+                    raise
+                await self._conn.execute("COMMIT")
 
     async def _write(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
         """Run one statement on its own (atomic by itself); return the rows it changed."""
         async with self._lock:
-            cursor = await self._conn.execute(sql, params)
-            changed = cursor.rowcount
-            await cursor.close()
+            with _translated(self._name):
+                cursor = await self._conn.execute(sql, params)
+                changed = cursor.rowcount
+                await cursor.close()
         return max(changed, 0)
 
     async def _fetchall(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[Any]:
-        async with self._lock, self._conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        async with self._lock:
+            with _translated(self._name):
+                async with self._conn.execute(sql, params) as cursor:
+                    return list(await cursor.fetchall())
 
     async def _fetchone(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
         rows = await self._fetchall(sql, params)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reliability import abuse, bad_input
 from reliability.report import Row, render, table
 
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "RELIABILITY.md"
@@ -21,7 +22,10 @@ Scenario = Callable[[bool, Path], Awaitable[list[Row]]]
 
 def scenarios() -> list[Scenario]:
     """Every scenario, in the order of the report."""
-    return []
+    return [
+        abuse.scenario,  # 5. abuse from chat
+        bad_input.scenario,  # 6. bad configuration and database
+    ]
 
 
 async def run_all(full: bool, workdir: Path) -> list[Row]:

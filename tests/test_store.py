@@ -378,3 +378,27 @@ async def test_a_failed_batch_of_unchanged_polls_leaves_no_caller_waiting(
         assert isinstance(results[0], sqlite3.IntegrityError)
         await store.record_not_modified(parinux.id, now=NOW, next_poll=NOW + 2)
     assert [f.next_poll for f in await store.feeds(["parinux"])] == [NOW + 2]
+
+
+async def test_a_read_only_database_is_a_store_error_that_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "crieur.sqlite3"
+    await (await Store.open(path)).close()
+    conn = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    read_only = Store(conn, str(path))
+    try:
+        with pytest.raises(StoreError, match="read-only") as caught:
+            await read_only.set_value("k", "v")
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+        assert await read_only.get_value("k") is None  # reads still work
+    finally:
+        await read_only.close()
+
+
+async def test_a_newer_database_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "crieur.sqlite3"
+    with sqlite3.connect(path) as db:  # a rollback-journal file, as a newer Crieur might leave
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="newer"):
+        await Store.open(path)
+    assert path.read_bytes() == before  # not even switched to WAL
