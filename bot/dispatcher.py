@@ -77,6 +77,7 @@ class Dispatcher:
         self._outage_delay = 0.0
         self._last_error = ""
         self._last_unpause = clock()
+        self._suspects: set[str] = set()  # rooms that failed while others got through
         self.last_success: float | None = None  # for health checks
 
     def wake(self) -> None:
@@ -111,16 +112,23 @@ class Dispatcher:
                 if result == "sent":
                     sent += 1
                     progressed = True
+                    self._suspects.discard(delivery.room_id)
                 elif result == "failing":
                     failing[delivery.room_id] = self._last_error
-            if failing and progressed:
-                # Other rooms get through, so these errors belong to these rooms: pause them
-                # (kept, shown in !status, tried again later) rather than block everyone.
-                for room_id, error in failing.items():
-                    log.warning("pausing room %s: the homeserver keeps failing: %s", room_id, error)
-                    await self._store.pause_room(
-                        room_id, now=self._clock(), reason=f"server errors: {error}"
-                    )
+            # A room failing while others get through may own its errors, or may have met an
+            # outage that ended during this pass: suspect it, and try it again at once. Failing
+            # again after the homeserver answered the others, the errors are its own: pause it
+            # (kept, shown in !status, tried again later) rather than block everyone.
+            for room_id, error in failing.items():
+                if room_id not in self._suspects:
+                    if progressed:
+                        self._suspects.add(room_id)
+                    continue
+                self._suspects.discard(room_id)
+                log.warning("pausing room %s: the homeserver keeps failing: %s", room_id, error)
+                await self._store.pause_room(
+                    room_id, now=self._clock(), reason=f"server errors: {error}"
+                )
             if not progressed:  # every row left is paused, deferred, or waits for the server
                 break
         return sent

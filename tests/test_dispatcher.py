@@ -153,3 +153,18 @@ async def test_an_outage_of_every_room_pauses_nothing(store: Store) -> None:
     assert await dispatcher(store, sender).drain() == 0
     assert await store.paused_rooms() == []
     assert await dispatcher(store, sender).drain() == 2
+
+
+async def test_an_outage_that_ends_during_a_pass_pauses_nothing(store: Store) -> None:
+    # The first room meets the outage; by the time the second room's turn comes, it is over.
+    await queue(store, ["!a:x", "!b:x"], ["one", "two"])
+    sender = ScriptedSender()
+    sender.failures["!a:x"] = [HomeserverUnavailable("connection refused") for _ in range(3)]
+    assert await dispatcher(store, sender).drain() == 4
+    assert await store.paused_rooms() == []
+    assert [(room, body) for room, _, body in sender.sent] == [
+        ("!b:x", "one"),
+        ("!b:x", "two"),
+        ("!a:x", "one"),
+        ("!a:x", "two"),
+    ]
