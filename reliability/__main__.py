@@ -21,7 +21,22 @@ Scenario = Callable[[bool, Path], Awaitable[list[Row]]]
 
 def scenarios() -> list[Scenario]:
     """Every scenario, in the order of the report."""
-    return []
+    from reliability import crash, outage
+
+    return [
+        crash.scenario,
+        outage.scenario,
+    ]
+
+
+def methods() -> list[str]:
+    """How each scenario is run, one paragraph each, for the report."""
+    from reliability import crash, outage
+
+    return [
+        crash.METHOD,
+        outage.METHOD,
+    ]
 
 
 async def run_all(full: bool, workdir: Path) -> list[Row]:
@@ -48,7 +63,11 @@ def main() -> None:
     output: Path | None = args.output or (None if args.quick else REPORT)
     if output is not None:
         text = render(
-            rows, started=started, seconds=time.monotonic() - began, command="make reliability"
+            rows,
+            started=started,
+            seconds=time.monotonic() - began,
+            command="make reliability",
+            method=methods(),
         )
         output.write_text(text, encoding="utf-8")
     if not all(row.passed for row in rows):
