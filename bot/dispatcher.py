@@ -77,7 +77,7 @@ class Dispatcher:
         self._outage_delay = 0.0
         self._last_error = ""
         self._last_unpause = clock()
-        self._suspects: set[str] = set()  # rooms that failed while others got through
+        self._suspects: set[str] = set()  # rooms that failed, then others got through
         self.last_success: float | None = None  # for health checks
 
     def wake(self) -> None:
@@ -105,6 +105,7 @@ class Dispatcher:
         while rows := await self._store.pending_deliveries(self._clock()):
             progressed = False
             failing: dict[str, str] = {}  # room → the server error its oldest message meets
+            sent_before: dict[str, int] = {}  # room → messages sent before it failed
             for delivery in rows:
                 if delivery.room_id in failing:
                     continue  # its older message has not gone through: keep the room's order
@@ -115,13 +116,15 @@ class Dispatcher:
                     self._suspects.discard(delivery.room_id)
                 elif result == "failing":
                     failing[delivery.room_id] = self._last_error
-            # A room failing while others get through may own its errors, or may have met an
-            # outage that ended during this pass: suspect it, and try it again at once. Failing
-            # again after the homeserver answered the others, the errors are its own: pause it
-            # (kept, shown in !status, tried again later) rather than block everyone.
+                    sent_before[delivery.room_id] = sent
+            # Other rooms getting through after a room failed may mean that its errors are its
+            # own, or that an outage ended meanwhile: suspect it, and try it again at once.
+            # Failing again although the homeserver answered since, the errors are its own:
+            # pause it (kept, shown in !status, tried again later) rather than block everyone.
+            # (Rooms sent to before a failure prove nothing: an outage may have begun then.)
             for room_id, error in failing.items():
                 if room_id not in self._suspects:
-                    if progressed:
+                    if sent > sent_before[room_id]:
                         self._suspects.add(room_id)
                     continue
                 self._suspects.discard(room_id)

@@ -168,3 +168,15 @@ async def test_an_outage_that_ends_during_a_pass_pauses_nothing(store: Store) ->
         ("!a:x", "one"),
         ("!a:x", "two"),
     ]
+
+
+async def test_an_outage_that_begins_during_a_pass_pauses_nothing(store: Store) -> None:
+    # The first room gets through, then the outage begins and outlasts two passes.
+    await queue(store, ["!a:x", "!b:x"], ["one"])
+    sender = ScriptedSender()
+    sender.failures["!b:x"] = [HomeserverUnavailable("connection refused") for _ in range(9)]
+    sending = dispatcher(store, sender)
+    assert await sending.drain() == 1
+    assert await sending.drain() == 0
+    assert await store.paused_rooms() == []
+    assert await sending.drain() == 1
