@@ -23,7 +23,7 @@ METHOD = (
     "posts (plus 0–100 ms) into each run and restarted, until the kills are spent. Then it is "
     "SIGKILLed as soon as its debug log says a changed feed was fetched (a 200; its entries are "
     "checked not to be in the database yet), and as soon as it logs that it runs a "
-    "`!subscribe` (plus 0–50 ms). A reader then reads each room's history: every entry must "
+    "`!subscribe` (plus 0–80 ms). A reader then reads each room's history: every entry must "
     "be there once and in order, every command answered once and in effect (an entry of the "
     "subscribed organisation reaches the room once). A crash is a process that exits by "
     "itself or logs a traceback."
@@ -40,7 +40,7 @@ class Counts:
     command_kills: int
 
 
-FULL = Counts(entries=200, delivery_kills=20, poll_kills=5, command_kills=4)
+FULL = Counts(entries=200, delivery_kills=20, poll_kills=5, command_kills=6)
 SHORT = Counts(entries=40, delivery_kills=3, poll_kills=1, command_kills=1)
 
 
@@ -55,9 +55,11 @@ class Outcome:
     """What the delivery, poll and command parts did, before the rooms are read."""
 
     delivery_kills: int  # kills that landed while messages were owed
+    unrecorded: int  # kills between a message's acceptance and its record as sent
     poll_kills: int  # kills that landed between fetch and store
     poll_titles: list[str]
     commands: list[tuple[str, str, str]]  # (room, command event id, organisation subscribed)
+    stages: dict[str, int]  # where the command kills landed → how many
 
 
 async def run(
@@ -75,12 +77,14 @@ async def run(
         process = await deployment.start()
         await deployment.wait_seeded()
         delivery_titles = _publish_pending(deployment, counts.entries)
-        process, delivered = await _kill_during_delivery(deployment, process, counts, rng)
+        process, delivered, unrecorded = await _kill_during_delivery(
+            deployment, process, counts, rng
+        )
         await deployment.wait_delivered()
         delivery = await deployment.tally()
 
         process, poll_kills, poll_titles = await _kill_during_polls(deployment, process, counts)
-        process, commands = await _kill_during_commands(deployment, process, counts, rng)
+        process, commands, stages = await _kill_during_commands(deployment, process, counts, rng)
         await deployment.wait_delivered()
         await deployment.quiet()
         code = await deployment.terminate(process)
@@ -93,7 +97,7 @@ async def run(
         counts,
         delivery,
         overall,
-        Outcome(delivered, poll_kills, poll_titles, commands),
+        Outcome(delivered, unrecorded, poll_kills, poll_titles, commands, stages),
         answers,
         crashes,
         len(delivery_titles),
@@ -111,10 +115,11 @@ def _publish_pending(deployment: Deployment, entries: int) -> list[str]:
 
 async def _kill_during_delivery(
     deployment: Deployment, process: CrieurProcess, counts: Counts, rng: random.Random
-) -> tuple[CrieurProcess, int]:
-    """SIGKILL a random number of posts into each run; return the last process and the kills
-    that landed with messages still owed."""
-    landed = 0
+) -> tuple[CrieurProcess, int, int]:
+    """SIGKILL a random number of posts into each run; return the last process, the kills
+    that landed with messages still to deliver, and those that landed between a message's
+    acceptance by the homeserver and its record in the outbox."""
+    landed = unrecorded = 0
     for kill in range(counts.delivery_kills):
         # Counted from the outbox: entries of feeds not polled yet are owed too.
         remaining = counts.entries - await deployment.sent()
@@ -128,10 +133,15 @@ async def _kill_during_delivery(
         )
         await asyncio.sleep(rng.uniform(0.0, 0.1))
         await deployment.kill(process)
-        landed += await deployment.sent() < counts.entries
+        recorded = await deployment.sent()
+        landed += recorded < counts.entries
+        # More posts in the rooms than recorded as sent: killed between the homeserver's
+        # acceptance and the record, so the next run sends that message again.
+        arrived = sum([len(await deployment.titles_in(room)) for room in deployment.rooms.values()])
+        unrecorded += arrived > recorded
         # Pending rows go out before `crieur run` says it runs: do not wait for that.
         process = await deployment.start(wait_running=False)
-    return process, landed
+    return process, landed, unrecorded
 
 
 async def _kill_during_polls(
@@ -161,12 +171,13 @@ async def _kill_during_polls(
 
 async def _kill_during_commands(
     deployment: Deployment, process: CrieurProcess, counts: Counts, rng: random.Random
-) -> tuple[CrieurProcess, list[tuple[str, str, str]]]:
+) -> tuple[CrieurProcess, list[tuple[str, str, str]], dict[str, int]]:
     """SIGKILL while `!subscribe` runs; after the restart, publish to the organisations
-    subscribed to."""
+    subscribed to. Also return where the kills landed."""
     slugs = list(deployment.rooms)
     room = deployment.rooms[slugs[0]]  # the reader created it: a moderator there
     commands: list[tuple[str, str, str]] = []
+    landed = dict.fromkeys(STAGES, 0)
     for kill in range(counts.command_kills):
         target = slugs[1 + kill % (len(slugs) - 1)]
         event_id = await SynapseServer.send_text(deployment.reader, room, f"!subscribe {target}")
@@ -175,13 +186,31 @@ async def _kill_during_commands(
         await deployment.wait_log(
             process, lambda lines, m=marker: any(m in line for line in lines), "the command"
         )
-        await asyncio.sleep(rng.uniform(0.0, 0.05))
+        await asyncio.sleep(rng.uniform(0.0, 0.08))
         await deployment.kill(process)
+        landed[await _command_stage(deployment, room, event_id, target)] += 1
         process = await deployment.start()
     # The restarted bot has replayed or skipped each command: their effect shows in what arrives.
     for target in dict.fromkeys(target for _, _, target in commands):
         deployment.publish(target, 1, rooms=[room])
-    return process, commands
+    return process, commands, landed
+
+
+STAGES = ("before its change", "after its change, before its answer", "after its answer")
+
+
+async def _command_stage(deployment: Deployment, room: str, event_id: str, target: str) -> str:
+    """Where the kill landed: before the subscription was stored, before the answer, after."""
+    events = await SynapseServer.timeline(deployment.reader, room)
+    if any(event.sender == deployment.user_id for event in replies_to(events, event_id)):
+        return STAGES[2]
+    stored = await asyncio.to_thread(
+        deployment.query,
+        "SELECT COUNT(*) FROM follows WHERE room_id = ? AND kind = 'organisation' AND slug = ?",
+        room,
+        target,
+    )
+    return STAGES[1] if stored else STAGES[0]
 
 
 async def _answers(deployment: Deployment, commands: list[tuple[str, str, str]]) -> dict[str, int]:
@@ -222,7 +251,9 @@ def _rows(
             delivery.duplicated,
             crashes,
             f"{delivery_entries} entries in 5 rooms; {outcome.delivery_kills} kills with messages "
-            f"still to deliver; {delivery.describe()}",
+            f"still to deliver, {outcome.unrecorded} of them after the homeserver accepted a "
+            f"message and before the bot recorded it (sent again, deduplicated by its "
+            f"transaction id); {delivery.describe()}",
         ),
         Row(
             "crash: SIGKILL during a poll, between fetch and store",
@@ -243,7 +274,9 @@ def _rows(
             unanswered,
             twice,
             0,
-            "`!subscribe`, killed as it runs; expected = commands answered exactly once, "
-            "in effect as the entries of the row above show",
+            "`!subscribe`, killed as it runs ("
+            + ", ".join(f"{count} {stage}" for stage, count in outcome.stages.items())
+            + "); expected = commands answered exactly once, in effect as the entries of the "
+            "row above show",
         ),
     ]

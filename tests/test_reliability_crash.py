@@ -27,5 +27,5 @@ async def test_sigkills_lose_nothing_duplicate_nothing_and_keep_the_order(
     assert delivery.expected == crash.SHORT.entries
     assert poll.expected > 0
     assert command.expected == crash.SHORT.command_kills
-    assert f"; {crash.SHORT.delivery_kills} kills with messages still to deliver" in delivery.note
+    assert f"; {crash.SHORT.delivery_kills} kills with messages still to deliver," in delivery.note
     assert poll.note.startswith(f"{crash.SHORT.poll_kills} of {crash.SHORT.poll_kills} kills")
