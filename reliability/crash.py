@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,8 @@ async def run(
         overall = await deployment.tally()
         answers = await _answers(deployment, commands)
         crashes = deployment.crashes() + (code != 0)
+    except (AssertionError, TimeoutError) as error:
+        return [await deployment.aborted("crash", len(deployment.processes), error)]
     finally:
         await deployment.close()
     return _rows(
@@ -102,6 +105,14 @@ async def run(
         crashes,
         len(delivery_titles),
     )
+
+
+def _posts_at_least(count: int) -> Callable[[list[str]], bool]:
+    return lambda lines: posts_logged(lines) >= count
+
+
+def _mentions(marker: str) -> Callable[[list[str]], bool]:
+    return lambda lines: any(marker in line for line in lines)
 
 
 def _publish_pending(deployment: Deployment, entries: int) -> list[str]:
@@ -128,9 +139,7 @@ async def _kill_during_delivery(
         # Spread the kills over what is left, at random: some runs send one message, some many.
         share = max(remaining // (counts.delivery_kills - kill + 1), 1)
         target = rng.randint(1, max(2 * share - 1, 1))
-        await deployment.wait_log(
-            process, lambda lines, n=target: posts_logged(lines) >= n, f"{target} posts"
-        )
+        await deployment.wait_log(process, _posts_at_least(target), f"{target} posts")
         await asyncio.sleep(rng.uniform(0.0, 0.1))
         await deployment.kill(process)
         recorded = await deployment.sent()
@@ -157,12 +166,10 @@ async def _kill_during_polls(
         process = await deployment.start(log_level="debug")
         slug = slugs[kill % len(slugs)]
         # Long summaries: parsing takes a while, which widens the window between fetch and store.
-        published = deployment.publish(slug, 20, summary=4000)
+        published = deployment.publish(slug, 30, summary=6000)
         titles += published
         marker = f"bot.fetcher: GET {deployment.feeds.url(slug)} → 200 "
-        await deployment.wait_log(
-            process, lambda lines, m=marker: any(m in line for line in lines), "a fetch"
-        )
+        await deployment.wait_log(process, _mentions(marker), "a fetch")
         await deployment.kill(process)
         landed += await deployment.stored(published) == 0
     process = await deployment.start()
@@ -183,9 +190,7 @@ async def _kill_during_commands(
         event_id = await SynapseServer.send_text(deployment.reader, room, f"!subscribe {target}")
         commands.append((room, event_id, target))
         marker = f"command subscribe from {deployment.reader.user_id} in {room} (event {event_id})"
-        await deployment.wait_log(
-            process, lambda lines, m=marker: any(m in line for line in lines), "the command"
-        )
+        await deployment.wait_log(process, _mentions(marker), "the command")
         await asyncio.sleep(rng.uniform(0.0, 0.08))
         await deployment.kill(process)
         landed[await _command_stage(deployment, room, event_id, target)] += 1

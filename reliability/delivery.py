@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import socket
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,8 @@ from tests.e2e_support import (
 )
 from tests.feed_server import FeedServer, rss
 from tests.synapse_server import Account, SynapseServer
+
+from .report import Row
 
 T = TypeVar("T")
 
@@ -234,7 +237,7 @@ class Deployment:
         for process in self.processes:
             if not process.exited:
                 await self.kill(process)
-        # Kept beside the database, to read after a failure.
+        # Kept beside the database, to read after a failed test.
         for number, process in enumerate(self.processes, 1):
             (self.directory / f"crieur-run-{number}.log").write_text(process.log, "utf-8")
         await self.reader.close()
@@ -374,6 +377,26 @@ class Deployment:
                 if seen != [title for title in order if title in seen]:
                     misordered += 1
         return Tally(expected, lost, duplicated, misordered)
+
+    async def aborted(self, scenario: str, runs: int, error: Exception) -> Row:
+        """The row of a scenario stopped by a crash or a wait that timed out: what the rooms
+        hold at that point, and the crashes; raise `error` again if that shows no failure."""
+        tally = await self.tally()
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        row = Row(
+            scenario,
+            runs,
+            tally.expected,
+            tally.lost,
+            tally.duplicated,
+            self.crashes(),
+            f"aborted: {reason} (the log of `crieur run` is on stderr)",
+        )
+        if row.passed:
+            raise error
+        last = self.processes[-1].lines[-40:] if self.processes else []
+        print(self.crash_logs() or "\n".join(last), file=sys.stderr)
+        return row
 
     async def health(self) -> tuple[int | None, str]:
         """GET /health: its status (None if nothing answers) and the homeserver check."""

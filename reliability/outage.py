@@ -78,6 +78,7 @@ async def run(
 ) -> tuple[Row, Health, bool]:
     """Stop Synapse mid-delivery, start it again, count what the rooms received; also return
     what /health said and whether the bot logged that its sync works again."""
+    name = f"outage: Synapse down {counts.outage:.0f} s mid-delivery"
     deployment = await Deployment.create(
         synapse, feed_server, workdir / "outage", unhealthy_after=counts.unhealthy_after
     )
@@ -117,11 +118,14 @@ async def run(
         code = await deployment.terminate(process)
         tally = await deployment.tally()
         crashes = deployment.crashes() + (code != 0)
+    except (AssertionError, TimeoutError) as error:
+        row = await deployment.aborted(name, 1, error)
+        return row, Health(None, [], []), False
     finally:
         await deployment.close()
     health = Health(before, during, after)
     row = Row(
-        f"outage: Synapse down {counts.outage:.0f} s mid-delivery",
+        name,
         1,
         tally.expected,
         tally.lost,
