@@ -21,7 +21,7 @@ from .report import Row
 METHOD = (
     "**crash** (scenario 1): `crieur run` relays five organisations, each into a room of its "
     "own. With the pending entries published, the process is SIGKILLed a random number of "
-    "posts (plus 0–100 ms) into each run and restarted, until the kills are spent. Then it is "
+    "posts (plus 0–50 ms) into each run and restarted, until the kills are spent. Then it is "
     "SIGKILLed as soon as its debug log says a changed feed was fetched (a 200; its entries are "
     "checked not to be in the database yet), and as soon as it logs that it runs a "
     "`!subscribe` (plus 0–25 ms). A reader then reads each room's history: every entry must "
@@ -140,10 +140,11 @@ async def _kill_during_delivery(
         if remaining <= 1:
             break
         # Spread the kills over what is left, at random: some runs send one message, some many.
+        # At most a fair share each, so that later kills still find messages to deliver.
         share = max(remaining // (counts.delivery_kills - kill + 1), 1)
-        target = rng.randint(1, max(2 * share - 1, 1))
+        target = rng.randint(1, share)
         await deployment.wait_log(process, _posts_at_least(target), f"{target} posts")
-        await asyncio.sleep(rng.uniform(0.0, 0.1))
+        await asyncio.sleep(rng.uniform(0.0, 0.05))
         await deployment.kill(process)
         recorded = await deployment.sent()
         landed += recorded < counts.entries
