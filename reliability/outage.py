@@ -19,8 +19,10 @@ METHOD = (
     "**outage** (scenario 2): `crieur run` (with `http.listen`) relays five organisations, "
     "each into a room of its own. The pending entries are published; at the first post, "
     "Synapse is stopped (SIGTERM), left down, then started again on the same port. `/health` "
-    "is read every half second throughout, and the bot is left alone: it must reconnect by "
-    "itself. A reader then reads each room's history: every entry once, in order."
+    "is read every half second throughout (`http.unhealthy_after: 10s`; 2 s in the short "
+    "version), and the bot is left alone: it must reconnect by itself. Its retries back off "
+    "(1 s, doubling up to a minute), so it comes back up to one step of that backoff after "
+    "Synapse does. A reader then reads each room's history: every entry once, in order."
 )
 
 
