@@ -118,11 +118,13 @@ class Tally:
     expected: int
     lost: int
     duplicated: int
-    misordered: int  # rooms whose entries of one organisation came out of order
+    misordered: int  # (room, organisation) pairs whose entries came out of order
 
     def describe(self) -> str:
-        order = "order kept" if not self.misordered else f"{self.misordered} room(s) out of order"
-        return order
+        """The order, in words, for the notes."""
+        if not self.misordered:
+            return "order kept"
+        return f"{self.misordered} organisation(s) out of order in a room"
 
 
 @dataclass
@@ -317,12 +319,6 @@ class Deployment:
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
             row = db.execute(sql, parameters).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
-
-    async def unsent(self) -> int:
-        """Outbox rows not yet accepted by the homeserver."""
-        return await asyncio.to_thread(
-            self.query, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL"
-        )
 
     async def sent(self) -> int:
         """Outbox rows the homeserver accepted."""
