@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -72,6 +73,7 @@ class Dispatcher:
         self._render = render
         self._clock = clock
         self._wake = asyncio.Event()
+        self._back = asyncio.Event()
         self._listeners = dict(listeners or {})
         self._outage_wait = outage_wait  # first wait after a server error; doubles up to a minute
         self._outage_delay = 0.0
@@ -83,6 +85,10 @@ class Dispatcher:
     def wake(self) -> None:
         """Tell the dispatcher that new rows may be waiting."""
         self._wake.set()
+
+    def homeserver_back(self) -> None:
+        """Tell the dispatcher that the homeserver answers again: end an outage's wait now."""
+        self._back.set()
 
     async def run(self) -> None:
         """Drain the outbox until cancelled, sleeping while it is empty."""
@@ -167,7 +173,11 @@ class Dispatcher:
                 log.warning(
                     "homeserver unavailable (%s); retrying in %.0f s", error, self._outage_delay
                 )
-                await asyncio.sleep(self._outage_delay)
+                # The sync loop notices the end of an outage first: it cuts this wait short.
+                self._back.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._outage_delay):
+                        await self._back.wait()
                 tries += 1
                 if tries >= OUTAGE_TRIES:
                     self._last_error = str(error)

@@ -20,9 +20,9 @@ METHOD = (
     "each into a room of its own. The pending entries are published; at the first post, "
     "Synapse is stopped (SIGTERM), left down, then started again on the same port. `/health` "
     "is read every half second throughout (`http.unhealthy_after: 10s`; 2 s in the short "
-    "version), and the bot is left alone: it must reconnect by itself. Its retries back off "
-    "(1 s, doubling up to a minute), so it comes back up to one step of that backoff after "
-    "Synapse does. A reader then reads each room's history: every entry once, in order."
+    "version), and the bot is left alone: it must reconnect by itself (its sync retries back "
+    "off from 1 s to at most 10 s; the first sync that gets through resumes delivery). A "
+    "reader then reads each room's history: every entry once, in order."
 )
 
 
