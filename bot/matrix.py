@@ -418,7 +418,10 @@ class MatrixBot:
         delay = 0.0
         while True:
             try:
-                sync = await self._sync(self._next_batch, timeout_ms=SYNC_TIMEOUT_MS)
+                # After a failure, no long-poll: a quiet homeserver that is back would otherwise
+                # hold the answer (and the news that it is back) for the whole timeout.
+                timeout_ms = 0 if self.sync_failing_since is not None else SYNC_TIMEOUT_MS
+                sync = await self._sync(self._next_batch, timeout_ms=timeout_ms)
             except RateLimited as error:
                 log.warning("sync rate limited; waiting %.1f s", error.retry_after)
                 await asyncio.sleep(error.retry_after)
