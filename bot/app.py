@@ -109,6 +109,7 @@ async def _serve(
 
     # A room the bot (re)joins may hold paused messages: send them now, not at the next tick.
     bot.on_joined = lambda room_id: dispatcher.wake()
+    bot.on_reconnected = dispatcher.homeserver_back
 
     def wake_dispatcher(outcome: PollOutcome) -> None:
         if outcome.record is not None and outcome.record.deliveries:

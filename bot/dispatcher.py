@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -72,16 +73,22 @@ class Dispatcher:
         self._render = render
         self._clock = clock
         self._wake = asyncio.Event()
+        self._back = asyncio.Event()
         self._listeners = dict(listeners or {})
         self._outage_wait = outage_wait  # first wait after a server error; doubles up to a minute
         self._outage_delay = 0.0
         self._last_error = ""
         self._last_unpause = clock()
+        self._suspects: set[str] = set()  # rooms that failed, then others got through
         self.last_success: float | None = None  # for health checks
 
     def wake(self) -> None:
         """Tell the dispatcher that new rows may be waiting."""
         self._wake.set()
+
+    def homeserver_back(self) -> None:
+        """Tell the dispatcher that the homeserver answers again: end an outage's wait now."""
+        self._back.set()
 
     async def run(self) -> None:
         """Drain the outbox until cancelled, sleeping while it is empty."""
@@ -104,6 +111,7 @@ class Dispatcher:
         while rows := await self._store.pending_deliveries(self._clock()):
             progressed = False
             failing: dict[str, str] = {}  # room → the server error its oldest message meets
+            sent_before: dict[str, int] = {}  # room → messages sent before it failed
             for delivery in rows:
                 if delivery.room_id in failing:
                     continue  # its older message has not gone through: keep the room's order
@@ -111,16 +119,25 @@ class Dispatcher:
                 if result == "sent":
                     sent += 1
                     progressed = True
+                    self._suspects.discard(delivery.room_id)
                 elif result == "failing":
                     failing[delivery.room_id] = self._last_error
-            if failing and progressed:
-                # Other rooms get through, so these errors belong to these rooms: pause them
-                # (kept, shown in !status, tried again later) rather than block everyone.
-                for room_id, error in failing.items():
-                    log.warning("pausing room %s: the homeserver keeps failing: %s", room_id, error)
-                    await self._store.pause_room(
-                        room_id, now=self._clock(), reason=f"server errors: {error}"
-                    )
+                    sent_before[delivery.room_id] = sent
+            # Other rooms getting through after a room failed may mean that its errors are its
+            # own, or that an outage ended meanwhile: suspect it, and try it again at once.
+            # Failing again although the homeserver answered since, the errors are its own:
+            # pause it (kept, shown in !status, tried again later) rather than block everyone.
+            # (Rooms sent to before a failure prove nothing: an outage may have begun then.)
+            for room_id, error in failing.items():
+                if room_id not in self._suspects:
+                    if sent > sent_before[room_id]:
+                        self._suspects.add(room_id)
+                    continue
+                self._suspects.discard(room_id)
+                log.warning("pausing room %s: the homeserver keeps failing: %s", room_id, error)
+                await self._store.pause_room(
+                    room_id, now=self._clock(), reason=f"server errors: {error}"
+                )
             if not progressed:  # every row left is paused, deferred, or waits for the server
                 break
         return sent
@@ -156,7 +173,11 @@ class Dispatcher:
                 log.warning(
                     "homeserver unavailable (%s); retrying in %.0f s", error, self._outage_delay
                 )
-                await asyncio.sleep(self._outage_delay)
+                # The sync loop notices the end of an outage first: it cuts this wait short.
+                self._back.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._outage_delay):
+                        await self._back.wait()
                 tries += 1
                 if tries >= OUTAGE_TRIES:
                     self._last_error = str(error)

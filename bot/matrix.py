@@ -61,6 +61,8 @@ REQUEST_TIMEOUT: Final = 30.0  # any other request
 TIMELINE_LIMIT: Final = 50
 BACKOFF_START: Final = 1.0
 BACKOFF_MAX: Final = 60.0
+# A failed sync is how the end of an outage is noticed (and /health recovers): keep it frequent.
+SYNC_RETRY_MAX: Final = 10.0
 INVITE_RETRY_MAX: Final = 3600.0
 DEFAULT_RETRY_AFTER: Final = 5.0  # seconds, when a 429 does not say
 COMMAND_TIMEOUT: Final = 60.0
@@ -490,6 +492,7 @@ class MatrixBot:
         self.sync_failing_since: float | None = None  # first failed sync of a run of failures
         self.on_joined: Callable[[str], None] | None = None  # told of each room joined
         self.on_token: Callable[[str], None] | None = None  # told of each new access token
+        self.on_reconnected: Callable[[], None] | None = None  # told when syncs work again
         self.last_sync_ok: float | None = None  # epoch of the last processed sync, for health
         self.on_undecryptable: Callable[[], None] | None = None  # told of each one
         self._answers = _Answers()
@@ -541,7 +544,10 @@ class MatrixBot:
         delay = 0.0
         while True:
             try:
-                sync = await self._sync(self._next_batch, timeout_ms=SYNC_TIMEOUT_MS)
+                # After a failure, no long-poll: a quiet homeserver that is back would otherwise
+                # hold the answer (and the news that it is back) for the whole timeout.
+                timeout_ms = 0 if self.sync_failing_since is not None else SYNC_TIMEOUT_MS
+                sync = await self._sync(self._next_batch, timeout_ms=timeout_ms)
             except RateLimited as error:
                 log.warning("sync rate limited; waiting %.1f s", error.retry_after)
                 await asyncio.sleep(error.retry_after)
@@ -549,12 +555,14 @@ class MatrixBot:
             except SendError as error:
                 if self.sync_failing_since is None:
                     self.sync_failing_since = self._clock()
-                delay = min(max(delay * 2, BACKOFF_START), BACKOFF_MAX)
+                delay = min(max(delay * 2, BACKOFF_START), SYNC_RETRY_MAX)
                 log.warning("sync failed (%s); retrying in %.0f s", error, delay)
                 await asyncio.sleep(delay)
                 continue
             if delay:
                 log.info("sync works again")
+                if self.on_reconnected is not None:
+                    self.on_reconnected()
             delay = 0.0
             self.sync_failing_since = None
             await self._process(sync, commands=True)

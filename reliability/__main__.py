@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reliability import abuse, bad_input
+from reliability import abuse, bad_input, crash, outage
 from reliability.report import Row, render, table
 
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "RELIABILITY.md"
@@ -23,8 +23,18 @@ Scenario = Callable[[bool, Path], Awaitable[list[Row]]]
 def scenarios() -> list[Scenario]:
     """Every scenario, in the order of the report."""
     return [
+        crash.scenario,  # 1. crash safety
+        outage.scenario,  # 2. homeserver outage
         abuse.scenario,  # 5. abuse from chat
         bad_input.scenario,  # 6. bad configuration and database
+    ]
+
+
+def methods() -> list[str]:
+    """How each scenario is run, one paragraph each, for the report."""
+    return [
+        crash.METHOD,
+        outage.METHOD,
     ]
 
 
@@ -52,7 +62,11 @@ def main() -> None:
     output: Path | None = args.output or (None if args.quick else REPORT)
     if output is not None:
         text = render(
-            rows, started=started, seconds=time.monotonic() - began, command="make reliability"
+            rows,
+            started=started,
+            seconds=time.monotonic() - began,
+            command="make reliability",
+            method=methods(),
         )
         output.write_text(text, encoding="utf-8")
     if not all(row.passed for row in rows):

@@ -40,8 +40,16 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def render(rows: Sequence[Row], *, started: datetime, seconds: float, command: str) -> str:
-    """The whole report."""
+def render(
+    rows: Sequence[Row],
+    *,
+    started: datetime,
+    seconds: float,
+    command: str,
+    method: Sequence[str] = (),
+) -> str:
+    """The whole report; `method` holds one paragraph per scenario on how it is run."""
+    how = ["## Method", "", *(f"- {paragraph}" for paragraph in method), ""] if method else []
     return "\n".join(
         [
             "# Reliability",
@@ -55,6 +63,7 @@ def render(rows: Sequence[Row], *, started: datetime, seconds: float, command: s
             "",
             table(rows),
             "",
+            *how,
             "## Reproduce",
             "",
             "```sh",

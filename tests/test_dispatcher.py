@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,59 @@ async def test_an_outage_of_every_room_pauses_nothing(store: Store) -> None:
     assert await dispatcher(store, sender).drain() == 0
     assert await store.paused_rooms() == []
     assert await dispatcher(store, sender).drain() == 2
+
+
+async def test_an_outage_that_ends_during_a_pass_pauses_nothing(store: Store) -> None:
+    # The first room meets the outage; by the time the second room's turn comes, it is over.
+    await queue(store, ["!a:x", "!b:x"], ["one", "two"])
+    sender = ScriptedSender()
+    sender.failures["!a:x"] = [HomeserverUnavailable("connection refused") for _ in range(3)]
+    assert await dispatcher(store, sender).drain() == 4
+    assert await store.paused_rooms() == []
+    assert [(room, body) for room, _, body in sender.sent] == [
+        ("!b:x", "one"),
+        ("!b:x", "two"),
+        ("!a:x", "one"),
+        ("!a:x", "two"),
+    ]
+
+
+async def test_an_outage_that_begins_during_a_pass_pauses_nothing(store: Store) -> None:
+    # The first room gets through, then the outage begins and outlasts two passes.
+    await queue(store, ["!a:x", "!b:x"], ["one"])
+    sender = ScriptedSender()
+    sender.failures["!b:x"] = [HomeserverUnavailable("connection refused") for _ in range(9)]
+    sending = dispatcher(store, sender)
+    assert await sending.drain() == 1
+    assert await sending.drain() == 0
+    assert await store.paused_rooms() == []
+    assert await sending.drain() == 1
+
+
+class SignallingSender(ScriptedSender):
+    """A ScriptedSender that also says when it has raised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = asyncio.Event()
+
+    async def send_notice(self, room_id: str, content: dict[str, Any], txn_id: str) -> str:
+        try:
+            return await super().send_notice(room_id, content, txn_id)
+        except HomeserverUnavailable:
+            self.failed.set()
+            raise
+
+
+async def test_the_homeserver_back_ends_the_wait_of_an_outage(store: Store) -> None:
+    await queue(store, ["!a:x"], ["one"])
+    sender = SignallingSender()
+    sender.failures["!a:x"] = [HomeserverUnavailable("connection refused")]
+    # An hour's wait after the failure, unless told that the homeserver answers again.
+    sending = Dispatcher(store, sender, render, clock=lambda: NOW, outage_wait=3600)
+    drain = asyncio.create_task(sending.drain())
+    await sender.failed.wait()  # the dispatcher runs on to its wait before this returns
+    sending.homeserver_back()
+    async with asyncio.timeout(30):  # a guard against an hour's hang, not a timing check
+        assert await drain == 1
+    assert [body for _, _, body in sender.sent] == ["one"]
