@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import random
@@ -15,10 +16,12 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 24 * 3600.0
 IDLE_WAKE = 60.0  # re-read the schedule at least this often (feeds may be added or moved)
+POLLS_PER_FETCH = 2  # polls in progress per fetch slot
 
 Clock = Callable[[], float]
 
 
+@functools.lru_cache(maxsize=65536)  # computed at every poll of every feed
 def spread(url: str) -> float:
     """Return a stable fraction in [0, 1) for a feed, so feeds spread over their interval."""
     digest = hashlib.sha256(url.encode()).digest()
@@ -68,7 +71,9 @@ class Scheduler:
         self._store = store
         self._poll_one = poll_one
         self._clock = clock
-        self._slots = asyncio.Semaphore(max(concurrency, 1))
+        # Twice the fetch concurrency: a poll also parses and records, and while some do, as
+        # many others can fetch. The fetcher itself keeps HTTP requests to `concurrency`.
+        self._slots = asyncio.Semaphore(max(concurrency, 1) * POLLS_PER_FETCH)
         self._in_flight: set[int] = set()
         self._finished = asyncio.Event()
         self.last_tick: float | None = None  # for health checks
@@ -81,6 +86,9 @@ class Scheduler:
                 self._finished.clear()
                 for feed in await self._store.feeds_due(self._clock()):
                     if feed.id not in self._in_flight:
+                        # A task only once a slot is free: after a restart thousands of feeds
+                        # are due, and a waiting task apiece would cost memory and wake-ups.
+                        await self._slots.acquire()
                         self._in_flight.add(feed.id)
                         group.create_task(self._guarded(feed), name=f"poll-{feed.id}")
                 await self._sleep_until_due()
@@ -97,14 +105,15 @@ class Scheduler:
             pass
 
     async def _guarded(self, feed: FeedState) -> None:
+        """Poll one feed in the slot `run` took for it, and give the slot back."""
         try:
-            async with self._slots:
-                await self._poll_one(feed)
+            await self._poll_one(feed)
         except Exception:
             # A bug in one poll must not stop the others; the feed is tried again later.
             log.exception("unexpected error while polling %s", feed.url)
             await self._store.schedule_feed(feed.id, self._clock() + IDLE_WAKE * 5)
         finally:
+            self._slots.release()
             self._in_flight.discard(feed.id)
             # Waking after every poll would re-read the whole due list (in-flight feeds
             # included) once per feed: quadratic after a restart. A polled feed is next due
