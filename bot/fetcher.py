@@ -446,16 +446,20 @@ class Fetcher:
     ) -> bytes:
         """Read the decompressed body in chunks, giving up as soon as it passes the cap."""
         cap = self._polling.max_body
-        too_large = f"body larger than {_format_size(cap)} (polling.max_body){where}"
+
+        def too_large() -> FetchError:
+            message = f"body larger than {_format_size(cap)} (polling.max_body){where}"
+            return FetchError(feed_url, message, status=response.status)
+
         declared = response.content_length
         # Content-Length counts compressed bytes, so it only tells for an uncompressed body.
         if declared is not None and declared > cap and "Content-Encoding" not in response.headers:
-            raise FetchError(feed_url, too_large, status=response.status)
+            raise too_large()
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(_CHUNK):
             size += len(chunk)
             if size > cap:
-                raise FetchError(feed_url, too_large, status=response.status)
+                raise too_large()
             chunks.append(chunk)
         return b"".join(chunks)
