@@ -451,8 +451,11 @@ def method(results: Results, plan: Plan) -> list[str]:
             f"{memory.rooms // REGIONS} rooms) and runs {CYCLES} full poll cycles through the "
             f"real Scheduler, Pipeline, Fetcher and Store, {plan.changed:.0%} of the feeds "
             f"changed in each ({memory.outbox:,} messages were queued by the last run). The "
-            "figure is its RSS high-water mark (`getrusage`), the baseline its RSS right after "
-            "the imports. Left out: the Matrix client (nio's state of the rooms it syncs) and "
+            "figure is its RSS high-water mark (`VmHWM` in `/proc/self/status`; not "
+            "`getrusage`, whose `ru_maxrss` Linux carries over exec from the forked copy of the "
+            "parent, so that earlier runs of this benchmark reported up to the bench's own "
+            "RSS), the baseline its RSS right after the imports. Left out: the Matrix client "
+            "(nio's state of the rooms it syncs) and "
             "the sending of the queued messages, since a real run would need the 500 rooms "
             "on a homeserver."
         )

@@ -1,6 +1,6 @@
 """Peak memory: a process of its own runs two poll cycles of N feeds followed by R rooms."""
 
-# The RSS high-water mark (getrusage) covers a process's whole life, so each measurement runs in
+# The RSS high-water mark covers a process's whole life, so each measurement runs in
 # a fresh interpreter: `python -m bench.memory ...` prints a JSON line. Its baseline is the same
 # process's RSS right after importing everything `crieur run` imports. The process is not
 # `crieur run` itself: that would need the 500 rooms on a homeserver and the bot's Matrix client
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import sys
@@ -68,6 +69,18 @@ async def _cycles(
         await farm.stop()
 
 
+def peak_rss() -> int:
+    """This process's RSS high-water mark, in bytes."""
+    # Not getrusage's ru_maxrss: Linux carries it over exec from the forked copy of the
+    # parent, so a child started by a large bench would report the bench's RSS. VmHWM is the
+    # high-water mark of this process's own address space.
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
 def child() -> None:
     """Measure in this process: imports, then a poll cycle; print RSS figures as JSON."""
     baseline = int(psutil.Process().memory_info().rss)
@@ -82,7 +95,7 @@ def child() -> None:
     details = asyncio.run(
         _cycles(args.database, args.port, args.feeds, args.rooms, args.changed, args.start)
     )
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = peak_rss()
     print(json.dumps({"baseline": baseline, "peak": peak, **details}), flush=True)
 
 
