@@ -52,6 +52,15 @@ CHANGES: tuple[str, ...] = (
     "kind (entries, digest) for all the rooms that follow the feed, instead of one round trip "
     "to SQLite's thread per room and entry: see the last row of the table; with 500 rooms "
     "following 20 regions, each new entry goes to 25 rooms.",
+    "- **Fixes to the bench itself.** The memory figure read `getrusage`'s `ru_maxrss`, "
+    "which Linux carries over exec from the forked copy of the parent: the child reported the "
+    "bench's own RSS (288.7 MB in the first full run of this version, the bench then holding "
+    "the 5,000 feeds' snapshots; the earlier 114 MB was inflated the same way). It now reads "
+    "the child's `VmHWM`: 85 MB for the same two cycles. The latency benchmark published its "
+    "items right after each feed's first fetch, when the next poll can be up to 1.5 intervals "
+    "away (see Method): a maximum of 39.2 s against a target of 32 s, the median being 16.0 s "
+    "and what the bot adds after fetching 0.14 s (max 0.43 s); it now measures the steady "
+    "state, from each feed's second poll on.",
     "- **Evaluated, not kept.** Yielding once before each batch of unchanged polls is "
     "written, so that more join it: 0.203 → 0.192 ms per unchanged feed, within the noise. "
     "Parser (`bot/parser.py`): its checks, sanitising and normalising add about 5% to "
