@@ -29,6 +29,8 @@ class Figure:
 class Machine:
     """Where and when the figures were measured."""
 
+    cpu: str
+    memory_gb: float
     cores: int
     usable_cores: int
     python: str
@@ -47,6 +49,8 @@ class Machine:
         versions = {name: _version(name) for name in PACKAGES}
         versions["SQLite"] = sqlite3.sqlite_version
         return cls(
+            cpu=_cpu_model(),
+            memory_gb=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9,
             cores=os.cpu_count() or 1,
             usable_cores=len(os.sched_getaffinity(0)),
             python=f"{platform.python_implementation()} {platform.python_version()}",
@@ -57,6 +61,17 @@ class Machine:
             load_before=load_before,
             load_after=os.getloadavg(),
         )
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _version(name: str) -> str:
@@ -115,7 +130,8 @@ def render(
         "",
         "## Machine",
         "",
-        f"- cores: {machine.cores} ({machine.usable_cores} usable by the bench)",
+        f"- CPU: {machine.cpu}, {machine.cores} cores ({machine.usable_cores} usable by the "
+        f"bench); memory: {machine.memory_gb:.0f} GB",
         f"- Python: {machine.python}, {machine.system}",
         f"- libraries: {versions}",
         f"- load average (1 / 5 / 15 min): {_load(machine.load_before)} before, "
@@ -125,8 +141,11 @@ def render(
         "## Reproduce",
         "",
         "```sh",
-        "make bench                      # the full run; writes this file",
+        "make bench                          # the full run; writes this file",
+        "BENCH_FULL=1 make bench             # adds a 10,000-feed poll cycle",
         ".venv/bin/python -m bench --quick   # a smoke run with small sizes; prints the table only",
+        ".venv/bin/python -m bench --only poll,parse   # some parts only; prints the table only",
+        ".venv/bin/python -m bench --changed 0.2       # another share of changed feeds",
         "```",
         "",
         "Both start a feed farm and a throwaway Synapse on 127.0.0.1 and stop them at the end. "
