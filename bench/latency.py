@@ -1,10 +1,11 @@
 """Latency: from an item appearing in a feed to its message in the room, the whole bot running."""
 
-# `bot.app.run_bot` runs with a short poll interval; the farm publishes an item at a random
-# moment of the interval and a member's nio client long-polls the room until the message
-# arrives. The wait for the next poll is at most one interval by design; what the bot adds after
-# fetching the item (parse, store, dispatch, send) is the excess, compared with Synapse's own
-# send-to-sync latency measured with a bare nio client in the same room.
+# `bot.app.run_bot` runs with its poll interval (30 s) on one feed of the farm per sample; the
+# farm publishes one item in each feed at random moments spread over a few intervals, and a
+# member's nio client long-polls the room, noting when each item's message arrives. The wait for
+# the next poll is at most one interval by design; what the bot adds after fetching the item
+# (parse, store, dispatch, send) is the excess, compared with Synapse's own send-to-sync latency
+# measured with a bare nio client in the same room.
 
 from __future__ import annotations
 
@@ -17,18 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from nio import AsyncClient, JoinResponse, RoomSendResponse
+from nio import AsyncClient, JoinResponse, RoomSendResponse, SyncResponse
 
 from bench.catalogue import config_data, load, region_slug
-from bench.farm import Farm
+from bench.farm import ITEMS, Farm, item_tag
 from bench.measure import median, progress
-from bench.synapse import Synapse, create_room, sync_token, wait_for_message
+from bench.synapse import Synapse, create_room, room_filter, sync_token, wait_for_message
 from bot.app import run_bot
 
 T = TypeVar("T")
 
-READY_TIMEOUT = 120.0
-SAMPLE_TIMEOUT = 60.0
+READY_TIMEOUT = 180.0  # the bot's start, then two polls of every feed (up to 1.5 intervals)
+STEADY_HITS = 2
+SEEN_GRACE = 60.0  # seconds past the last publication plus an interval before giving up
+BARE_SAMPLES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +56,21 @@ class LatencyResult:
     """The samples, and the bare send-to-seen latencies of Synapse."""
 
     interval: float
+    spread: float  # seconds over which the items were published
     samples: list[LatencySample]
     bare: list[float]
 
     @property
     def excess(self) -> float:
         return median([sample.excess for sample in self.samples])
+
+    @property
+    def worst_excess(self) -> float:
+        return max(sample.excess for sample in self.samples)
+
+    @property
+    def median_total(self) -> float:
+        return median([sample.total for sample in self.samples])
 
     @property
     def worst_total(self) -> float:
@@ -82,10 +94,37 @@ async def _bare_latency(sender: AsyncClient, reader: AsyncClient, room_id: str) 
     return seen - started
 
 
+async def _watch(
+    reader: AsyncClient, room_id: str, since: str, sender: str, seen: dict[str, float]
+) -> None:
+    """Long-poll the room forever, noting when each message of `sender` was first seen."""
+    while True:
+        response = await reader.sync(timeout=30_000, since=since, sync_filter=room_filter(room_id))
+        now = time.time()
+        if not isinstance(response, SyncResponse):
+            raise RuntimeError(f"sync failed: {response}")
+        since = str(response.next_batch)
+        room = response.rooms.join.get(room_id)
+        for event in room.timeline.events if room is not None else ():
+            body = event.source.get("content", {}).get("body", "")
+            if event.sender == sender and isinstance(body, str):
+                seen.setdefault(body, now)
+
+
+def _seen_at(seen: dict[str, float], needle: str) -> float | None:
+    return next((at for body, at in seen.items() if needle in body), None)
+
+
 async def bench_latency(
-    synapse: Synapse, farm: Farm, feed: int, workdir: Path, samples: int, interval: float
+    synapse: Synapse,
+    farm: Farm,
+    first_feed: int,
+    workdir: Path,
+    samples: int,
+    interval: float,
+    spread: float,
 ) -> LatencyResult:
-    """Run the bot on one feed of the farm; time `samples` items from publication to the room."""
+    """Run the bot on `samples` feeds; publish one item in each at a random moment of `spread`."""
     reader = await synapse.client("reader")
     room_id = await create_room(reader, "latency")
     bare = await synapse.client("bare")
@@ -93,46 +132,71 @@ async def bench_latency(
     if not isinstance(joined, JoinResponse):
         raise RuntimeError(f"cannot join {room_id}: {joined}")
     user_id, password = await synapse.register("crieur")
+    feeds = list(range(first_feed, first_feed + samples))
     data = config_data(
         workdir / "latency.sqlite3",
-        [farm.url(feed)],
+        [farm.url(feed) for feed in feeds],
         homeserver=synapse.base_url,
         user_id=user_id,
         password=password,
         rooms={region_slug(0): [room_id]},
         interval=f"{interval:g}s",
+        regions=1,
     )
     config = load(data, workdir)
     ready = asyncio.Event()
     bot = asyncio.create_task(run_bot(config, on_ready=ready.set), name="crieur")
+    seen: dict[str, float] = {}
+    watcher: asyncio.Task[None] | None = None
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            # Ready, then seeded: a second request means the first fetch has been recorded.
             await _racing(bot, ready.wait())
-            while (await farm.feed_state(feed))[0] < 2:
-                await _racing(bot, asyncio.sleep(0.1))
-        bare_latencies = [await _bare_latency(bare, reader, room_id) for _ in range(samples)]
+            # Steady state: after its first fetch (at start, every feed at once) a feed is next
+            # polled on its own slot of the interval, at least half an interval later, so up
+            # to 1.5 intervals later; from its second poll on, once per interval. Items are
+            # published once every feed has had its second poll.
+            for feed in feeds:
+                while (await farm.feed_state(feed))[0] < STEADY_HITS:
+                    await _racing(bot, asyncio.sleep(0.2))
+        bare_latencies = [
+            await _bare_latency(bare, reader, room_id) for _ in range(min(samples, BARE_SAMPLES))
+        ]
+        since = await sync_token(reader, room_id)
+        watcher = asyncio.create_task(_watch(reader, room_id, since, user_id, seen))
+        moments = sorted(random.uniform(0, spread) for _ in feeds)
+        began = time.time()
+        published: dict[int, tuple[float, int, str]] = {}
+        for feed, moment in zip(feeds, moments, strict=True):
+            await _racing(bot, asyncio.sleep(max(began + moment - time.time(), 0)))
+            at = time.time()
+            version, _ = (await farm.publish([feed]))[feed]
+            published[feed] = (at, version, item_tag(feed, version + ITEMS - 1))
+        progress(f"latency: {samples} items published over {spread:g} s; waiting for the room")
+        async with asyncio.timeout(interval + SEEN_GRACE):
+            while any(_seen_at(seen, tag) is None for _, _, tag in published.values()):
+                if watcher.done():
+                    watcher.result()
+                await _racing(bot, asyncio.sleep(0.2))
         results: list[LatencySample] = []
-        for _ in range(samples):
-            # Items appear at any moment of the interval, not just after a poll.
-            await _racing(bot, asyncio.sleep(random.uniform(0, interval)))
-            since = await sync_token(reader, room_id)
-            published = time.time()
-            version, title = (await farm.publish([feed]))[feed]
-            async with asyncio.timeout(SAMPLE_TIMEOUT):
-                seen = await _racing(bot, wait_for_message(reader, room_id, since, user_id, title))
+        for feed, (at, version, tag) in published.items():
             served = (await farm.feed_state(feed))[1][version]
-            sample = LatencySample(published, served, seen)
-            results.append(sample)
-            progress(
-                f"latency: published → seen {sample.total:.2f} s "
-                f"(poll interval {interval:g} s, fetched → seen {sample.excess:.2f} s)"
-            )
+            seen_at = _seen_at(seen, tag)
+            assert seen_at is not None
+            results.append(LatencySample(at, served, seen_at))
+        totals = [sample.total for sample in results]
+        progress(
+            f"latency: published → seen median {median(totals):.2f} s, max {max(totals):.2f} s "
+            f"(poll interval {interval:g} s)"
+        )
     finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         bot.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await bot
-    return LatencyResult(interval, results, bare_latencies)
+    return LatencyResult(interval, spread, results, bare_latencies)
 
 
 async def _racing(bot: asyncio.Task[None], awaitable: Awaitable[T]) -> T:

@@ -1,17 +1,22 @@
-"""Peak memory: a process of its own runs one poll cycle of N feeds followed by R rooms."""
+"""Peak memory: a process of its own runs two poll cycles of N feeds followed by R rooms."""
 
-# The RSS high-water mark (getrusage) covers a process's whole life, so each measurement runs in
+# The RSS high-water mark covers a process's whole life, so each measurement runs in
 # a fresh interpreter: `python -m bench.memory ...` prints a JSON line. Its baseline is the same
-# process's RSS right after importing everything `crieur run` imports.
+# process's RSS right after importing everything `crieur run` imports. The process is not
+# `crieur run` itself: that would need the 500 rooms on a homeserver and the bot's Matrix client
+# syncing them; what it runs is everything else `crieur run` runs for a poll (the real
+# Scheduler, Pipeline, Fetcher, Store, the catalogue), and it queues the messages for 500 rooms.
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +29,8 @@ from bench.measure import median, progress
 from bench.poll import CHANGED, CrieurPoller
 from bot.catalogue import Catalogue
 
-CHILD_TIMEOUT = 600.0
+CHILD_TIMEOUT = 900.0
+CYCLES = 2  # full poll cycles per measuring process
 MB = 1_000_000
 
 
@@ -33,7 +39,9 @@ def room_id(number: int) -> str:
     return f"!bench-room-{number}:localhost"
 
 
-async def _cycle(database: Path, port: int, feeds: int, rooms: int) -> dict[str, object]:
+async def _cycles(
+    database: Path, port: int, feeds: int, rooms: int, changed: int, start: int
+) -> dict[str, object]:
     urls = [feed_url(port, index) for index in range(feeds)]
     regions = min(REGIONS, feeds)
     by_region: dict[str, list[str]] = {}
@@ -41,16 +49,36 @@ async def _cycle(database: Path, port: int, feeds: int, rooms: int) -> dict[str,
         by_region.setdefault(region_slug(number % regions), []).append(room_id(number))
     config = load(config_data(database, urls, rooms=by_region), database.parent)
     catalogue = Catalogue.from_config(config)  # held for the whole run, as `crieur run` does
-    async with CrieurPoller(config) as crieur:
-        follows = {room: [region] for region, ids in by_region.items() for room in ids}
-        await crieur.store.sync_config_follows(follows, now=time.time())
-        cycle = await crieur.cycle()
-        return {
-            "outcomes": dict(cycle.outcomes),
-            "outbox": await crieur.store.outbox_size(),
-            "organisations": len(catalogue.organisations),
-            "rooms": len(await crieur.store.followed_rooms()),
-        }
+    farm = Farm.attach(port, feeds)
+    try:
+        async with CrieurPoller(config) as crieur:
+            follows = {room: [region] for region, ids in by_region.items() for room in ids}
+            await crieur.store.sync_config_follows(follows, now=time.time())
+            outcomes: Counter[str] = Counter()
+            for cycle in range(CYCLES):
+                first = start + cycle * changed
+                await farm.publish([(first + i) % feeds for i in range(changed)])
+                outcomes.update((await crieur.cycle()).outcomes)
+            return {
+                "outcomes": dict(outcomes),
+                "outbox": await crieur.store.outbox_size(),
+                "organisations": len(catalogue.organisations),
+                "rooms": len(await crieur.store.followed_rooms()),
+            }
+    finally:
+        await farm.stop()
+
+
+def peak_rss() -> int:
+    """This process's RSS high-water mark, in bytes."""
+    # Not getrusage's ru_maxrss: Linux carries it over exec from the forked copy of the
+    # parent, so a child started by a large bench would report the bench's RSS. VmHWM is the
+    # high-water mark of this process's own address space.
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def child() -> None:
@@ -61,9 +89,13 @@ def child() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--feeds", type=int, required=True)
     parser.add_argument("--rooms", type=int, required=True)
+    parser.add_argument("--changed", type=int, required=True)
+    parser.add_argument("--start", type=int, required=True)
     args = parser.parse_args()
-    details = asyncio.run(_cycle(args.database, args.port, args.feeds, args.rooms))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    details = asyncio.run(
+        _cycles(args.database, args.port, args.feeds, args.rooms, args.changed, args.start)
+    )
+    peak = peak_rss()
     print(json.dumps({"baseline": baseline, "peak": peak, **details}), flush=True)
 
 
@@ -79,18 +111,23 @@ class MemoryResult:
 
 
 async def bench_memory(
-    farm: Farm, database: Path, feeds: int, rooms: int, repeats: int
+    farm: Farm,
+    database: Path,
+    feeds: int,
+    rooms: int,
+    repeats: int,
+    *,
+    changed_share: float = CHANGED,
 ) -> MemoryResult:
     """Run the measuring process `repeats` times on the store the poll benchmark seeded."""
     assert farm.port is not None
-    changed = max(round(feeds * CHANGED), 1)
+    changed = max(round(feeds * changed_share), 1)
     baselines: list[float] = []
     peaks: list[float] = []
     outbox = 0
     for round_ in range(repeats):
         # Other feeds than the poll benchmark's, so each run has news to record and route.
-        start = feeds // 2 + round_ * changed
-        await farm.publish([(start + i) % feeds for i in range(changed)])
+        start = feeds // 2 + round_ * CYCLES * changed
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -103,6 +140,10 @@ async def bench_memory(
             str(feeds),
             "--rooms",
             str(rooms),
+            "--changed",
+            str(changed),
+            "--start",
+            str(start),
             stdout=asyncio.subprocess.PIPE,
         )
         try:

@@ -17,7 +17,7 @@ from typing import Self
 import aiohttp
 
 from bench.catalogue import config_data, load
-from bench.farm import Farm, FeedSnapshot
+from bench.farm import Farm, FeedSnapshot, has_validators
 from bench.measure import Span, measured, median, progress
 from bot.config import Config
 from bot.fetcher import Fetcher
@@ -26,8 +26,8 @@ from bot.pipeline import Pipeline
 from bot.scheduler import Scheduler, next_slot
 from bot.store import FeedState, Store
 
-CHANGED = 0.05  # the share of feeds with a new item at each cycle
-CYCLE_TIMEOUT = 600.0
+CHANGED = 0.05  # the default share of feeds with a new item at each cycle
+CYCLE_TIMEOUT = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,14 +191,14 @@ class BarePoller:
             headers["If-Modified-Since"] = last_modified
         async with session.get(url, headers=headers) as response:
             if response.status == 304:
-                return "not_modified"
+                return "304"
             response.raise_for_status()
             await response.read()
             self._validators[url] = (
                 response.headers.get("ETag"),
                 response.headers.get("Last-Modified"),
             )
-            return "changed"
+            return "200"
 
     async def cycle(self) -> Cycle:
         """Fetch every URL once, `concurrency` at a time."""
@@ -220,15 +220,18 @@ class BarePoller:
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
-    """Medians of the measured cycles of N feeds."""
+    """The measured cycles of N feeds; the properties are medians."""
 
     feeds: int
     changed: int
     crieur: list[Cycle]
     bare: list[Cycle]
     seed_seconds: float  # recording every feed's first fetch in Crieur's store
-    crieur_quiet: list[Cycle]  # cycles in which no feed changed: every feed answers 304
+    crieur_quiet: list[Cycle]  # cycles in which no feed changed
     bare_quiet: list[Cycle]
+    crieur_delayed: list[Cycle]  # cycles with the farm's stand-in for network delay
+    bare_delayed: list[Cycle]
+    body_bytes: float  # mean size of a feed's body
 
     @property
     def crieur_wall(self) -> float:
@@ -239,12 +242,20 @@ class PollResult:
         return median([cycle.span.wall for cycle in self.bare])
 
     @property
+    def crieur_cpu(self) -> float:
+        return median([cycle.span.cpu for cycle in self.crieur])
+
+    @property
+    def bare_cpu(self) -> float:
+        return median([cycle.span.cpu for cycle in self.bare])
+
+    @property
     def crieur_cpu_per_feed(self) -> float:
-        return median([cycle.span.cpu for cycle in self.crieur]) / self.feeds
+        return self.crieur_cpu / self.feeds
 
     @property
     def bare_cpu_per_feed(self) -> float:
-        return median([cycle.span.cpu for cycle in self.bare]) / self.feeds
+        return self.bare_cpu / self.feeds
 
     @property
     def crieur_cpu_per_unchanged_feed(self) -> float:
@@ -261,54 +272,93 @@ def _check(name: str, cycle: Cycle, expected: dict[str, int]) -> None:
         raise RuntimeError(f"{name}: expected {expected}, got {dict(cycle.outcomes)}")
 
 
-async def bench_poll(farm: Farm, feeds: int, repeats: int, workdir: Path) -> PollResult:
-    """Seed a store with `feeds` feeds, then time `repeats` cycles of Crieur and of the baseline."""
+def _expected(feeds: int, changed: Sequence[int]) -> tuple[dict[str, int], dict[str, int]]:
+    """What each side should see in a cycle in which `changed` feeds have a new item."""
+    validated = sum(1 for index in range(feeds) if has_validators(index))
+    changed_validated = sum(1 for index in changed if has_validators(index))
+    crieur = {
+        "not_modified": validated - changed_validated,
+        "unchanged": feeds - validated - (len(changed) - changed_validated),
+        "new": len(changed),
+        "new entries": len(changed),  # one per changed feed: the seeded store matches the farm
+    }
+    bare = {"304": validated - changed_validated, "200": feeds - validated + changed_validated}
+    return crieur, bare
+
+
+async def bench_poll(
+    farm: Farm,
+    feeds: int,
+    repeats: int,
+    workdir: Path,
+    *,
+    changed_share: float = CHANGED,
+    delay: float = 0.0,
+) -> PollResult:
+    """Seed a store with `feeds` feeds, then time cycles of Crieur and of the baseline.
+
+    `repeats` cycles with `changed_share` of the feeds changed, then `repeats` with none; with a
+    `delay`, `repeats` more changed cycles with the farm waiting that long before each answer.
+    """
     urls = [farm.url(index) for index in range(feeds)]
-    changed = max(round(feeds * CHANGED), 1)
+    changed = max(round(feeds * changed_share), 1)
     config = load(config_data(workdir / f"poll-{feeds}.sqlite3", urls), workdir)
-    crieur_cycles: list[Cycle] = []
-    bare_cycles: list[Cycle] = []
     concurrency = baseline_concurrency(config)
+    rounds = 0
+
+    async def measure_round(
+        crieur: CrieurPoller, bare: BarePoller, label: str, count: int
+    ) -> tuple[Cycle, Cycle]:
+        nonlocal rounds
+        indexes = [(rounds * changed + i) % feeds for i in range(count)]
+        if indexes:
+            await farm.publish(indexes)
+        crieur_expected, bare_expected = _expected(feeds, indexes)
+        cycles: dict[str, Cycle] = {}
+        # Alternate who goes first, so a drift in the machine's load favours neither.
+        for who in ("crieur", "bare") if rounds % 2 == 0 else ("bare", "crieur"):
+            if who == "crieur":
+                cycle = cycles[who] = await crieur.cycle()
+                _check(who, cycle, crieur_expected)
+            else:
+                cycle = cycles[who] = await bare.cycle()
+                _check(who, cycle, bare_expected)
+            progress(
+                f"poll {feeds}{label}: {who:6} {cycle.span.wall:6.2f} s wall, "
+                f"{cycle.span.cpu * 1000 / feeds:.3f} ms CPU per feed"
+            )
+        rounds += 1
+        return cycles["crieur"], cycles["bare"]
+
     async with CrieurPoller(config) as crieur, BarePoller(urls, concurrency) as bare:
         progress(f"poll {feeds}: recording every feed's first fetch in the store")
-        seed_seconds = await crieur.seed(await farm.snapshots(feeds), urls)
-        _check("bare seed", await bare.cycle(), {"changed": feeds})
-        for round_ in range(repeats):
-            start = round_ * changed
-            await farm.publish([(start + i) % feeds for i in range(changed)])
-            # Alternate who goes first, so a drift in the machine's load favours neither.
-            for who in ("crieur", "bare") if round_ % 2 == 0 else ("bare", "crieur"):
-                if who == "crieur":
-                    cycle = await crieur.cycle()
-                    expected = {"not_modified": feeds - changed, "new": changed}
-                    # One new entry per changed feed: the seeded store matches the farm.
-                    _check(who, cycle, {**expected, "new entries": changed})
-                    crieur_cycles.append(cycle)
-                else:
-                    cycle = await bare.cycle()
-                    _check(who, cycle, {"not_modified": feeds - changed, "changed": changed})
-                    bare_cycles.append(cycle)
-                progress(
-                    f"poll {feeds}: {who:6} {cycle.span.wall:6.2f} s wall, "
-                    f"{cycle.span.cpu * 1000 / feeds:.3f} ms CPU per feed"
-                )
+        snapshots = await farm.snapshots(feeds)
+        seed_seconds = await crieur.seed(snapshots, urls)
+        _check("bare seed", await bare.cycle(), {"200": feeds})  # learns the validators
+        mixed = [await measure_round(crieur, bare, "", changed) for _ in range(repeats)]
         # Then cycles in which nothing changed: what an unchanged feed costs on its own.
-        crieur_quiet: list[Cycle] = []
-        bare_quiet: list[Cycle] = []
-        for _ in range(repeats):
-            cycle = await crieur.cycle()
-            _check("crieur", cycle, {"not_modified": feeds})
-            crieur_quiet.append(cycle)
-            cycle = await bare.cycle()
-            _check("bare", cycle, {"not_modified": feeds})
-            bare_quiet.append(cycle)
-            progress(
-                f"poll {feeds}: nothing changed: crieur "
-                f"{crieur_quiet[-1].span.cpu * 1000 / feeds:.3f} ms CPU per feed, bare "
-                f"{bare_quiet[-1].span.cpu * 1000 / feeds:.3f} ms"
-            )
+        quiet = [await measure_round(crieur, bare, ", none changed", 0) for _ in range(repeats)]
+        delayed: list[tuple[Cycle, Cycle]] = []
+        if delay > 0:
+            await farm.set_delay(delay)
+            try:
+                label = f", {delay * 1000:.0f} ms delay"
+                delayed = [
+                    await measure_round(crieur, bare, label, changed) for _ in range(repeats)
+                ]
+            finally:
+                await farm.set_delay(0.0)
     return PollResult(
-        feeds, changed, crieur_cycles, bare_cycles, seed_seconds, crieur_quiet, bare_quiet
+        feeds=feeds,
+        changed=changed,
+        crieur=[c for c, _ in mixed],
+        bare=[b for _, b in mixed],
+        seed_seconds=seed_seconds,
+        crieur_quiet=[c for c, _ in quiet],
+        bare_quiet=[b for _, b in quiet],
+        crieur_delayed=[c for c, _ in delayed],
+        bare_delayed=[b for _, b in delayed],
+        body_bytes=sum(snapshot.size for snapshot in snapshots) / len(snapshots),
     )
 
 

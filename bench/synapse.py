@@ -88,7 +88,7 @@ async def create_room(owner: AsyncClient, name: str) -> str:
     return str(response.room_id)
 
 
-def _room_filter(room_id: str) -> dict[str, Any]:
+def room_filter(room_id: str) -> dict[str, Any]:
     return {
         "presence": {"not_types": ["*"]},
         "account_data": {"not_types": ["*"]},
@@ -98,7 +98,7 @@ def _room_filter(room_id: str) -> dict[str, Any]:
 
 async def sync_token(client: AsyncClient, room_id: str) -> str:
     """Sync once; return the token after which new events of the room will be seen."""
-    response = await client.sync(timeout=0, sync_filter=_room_filter(room_id))
+    response = await client.sync(timeout=0, sync_filter=room_filter(room_id))
     if not isinstance(response, SyncResponse):
         raise RuntimeError(f"sync failed: {response}")
     return str(response.next_batch)
@@ -109,7 +109,7 @@ async def wait_for_message(
 ) -> float:
     """Long-poll until `sender` posts a message containing `needle`; return when it was seen."""
     while True:
-        response = await client.sync(timeout=30_000, since=since, sync_filter=_room_filter(room_id))
+        response = await client.sync(timeout=30_000, since=since, sync_filter=room_filter(room_id))
         seen = time.time()
         if not isinstance(response, SyncResponse):
             raise RuntimeError(f"sync failed: {response}")

@@ -10,8 +10,6 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -49,6 +47,7 @@ ACCEPT = (
     "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.1"
 )
 _CHUNK = 64 * 1024
+_PARSED_URLS = 100_000
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT_REDIRECTS = frozenset({301, 308})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -203,6 +202,7 @@ class Fetcher:
         self._global = asyncio.Semaphore(polling.concurrency)
         # One per host name ever fetched: bounded by the catalogue and its redirect targets.
         self._per_host: dict[str, asyncio.Semaphore] = {}
+        self._parsed: dict[str, URL] = {}  # feed URL → its checked, parsed form
 
     async def __aenter__(self) -> Self:
         polling = self._polling
@@ -221,8 +221,11 @@ class Fetcher:
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers=self._headers,
+            # The whole fetch's deadline is enforced around each request (`_get`), counted
+            # from the moment it gets a slot; a second, per-request timer of aiohttp's own
+            # would only cost a timer handle per poll.
             timeout=aiohttp.ClientTimeout(
-                total=polling.timeout, connect=min(CONNECT_TIMEOUT, polling.timeout)
+                total=None, connect=min(CONNECT_TIMEOUT, polling.timeout)
             ),
             # Feeds need no cookies, and a jar shared by thousands of feeds would only grow.
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -259,14 +262,15 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        current = self._check_url(url, url)
+        current = self._feed_url(url)
         chain = [current]
         permanent = True
         deadline: float | None = None
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
-            async with self._slot(current):
+            # Per host first, so that feeds queueing behind a busy host hold no global slot.
+            async with self._host_slot(current), self._global:
                 if deadline is None:  # time spent queueing for a slot is not the feed's fault
                     deadline = loop.time() + self._polling.timeout
                 outcome = await self._get(session, url, current, headers, deadline)
@@ -284,36 +288,46 @@ class Fetcher:
             chain.append(target)
             current = target
         moved = permanent and len(chain) > 1
-        logger.debug(
-            "GET %s → %d (%s) in %.0f ms%s",
-            url,
-            outcome.status,
-            "not modified" if outcome.body is None else f"{len(outcome.body)} bytes",
-            (loop.time() - started) * 1000,
-            f", moved permanently to {current}" if moved else "",
-        )
+        if logger.isEnabledFor(logging.DEBUG):  # most polls: spare formatting what is dropped
+            logger.debug(
+                "GET %s → %d (%s) in %.0f ms%s",
+                url,
+                outcome.status,
+                "not modified" if outcome.body is None else f"{len(outcome.body)} bytes",
+                (loop.time() - started) * 1000,
+                f", moved permanently to {current}" if moved else "",
+            )
         if moved:
             logger.info("feed %s moved permanently to %s", url, current)
-        result = replace(outcome, permanent_url=str(current) if moved else None)
-        if result.body is None:
+            outcome = replace(outcome, permanent_url=str(current))
+        if outcome.body is None and (
+            (etag and not outcome.etag) or (last_modified and not outcome.last_modified)
+        ):
             # A 304 may leave the validators out: the ones sent still describe the feed.
-            result = replace(
-                result,
-                etag=result.etag or etag,
-                last_modified=result.last_modified or last_modified,
+            outcome = replace(
+                outcome,
+                etag=outcome.etag or etag,
+                last_modified=outcome.last_modified or last_modified,
             )
-        return result
+        return outcome
 
-    @asynccontextmanager
-    async def _slot(self, url: URL) -> AsyncIterator[None]:
-        """Hold a per-host then a global slot for one request."""
+    def _host_slot(self, url: URL) -> asyncio.Semaphore:
+        """The semaphore that bounds requests to this URL's host."""
         host = url.host or ""
         per_host = self._per_host.get(host)
         if per_host is None:
             per_host = self._per_host[host] = asyncio.Semaphore(self._polling.per_host)
-        # Per host first, so that feeds queueing behind a busy host hold no global slot.
-        async with per_host, self._global:
-            yield
+        return per_host
+
+    def _feed_url(self, url: str) -> URL:
+        """Parse a feed's own URL once: it is fetched again every interval."""
+        parsed = self._parsed.get(url)
+        if parsed is None:
+            parsed = self._check_url(url, url)
+            if len(self._parsed) >= _PARSED_URLS:
+                self._parsed.clear()  # a catalogue this large is not expected; stay bounded
+            self._parsed[url] = parsed
+        return parsed
 
     def _check_url(self, feed_url: str, url: str, *, via: URL | None = None) -> URL:
         """Parse a feed or redirect URL; refuse anything but absolute http(s) URLs."""
@@ -432,16 +446,20 @@ class Fetcher:
     ) -> bytes:
         """Read the decompressed body in chunks, giving up as soon as it passes the cap."""
         cap = self._polling.max_body
-        too_large = f"body larger than {_format_size(cap)} (polling.max_body){where}"
+
+        def too_large() -> FetchError:
+            message = f"body larger than {_format_size(cap)} (polling.max_body){where}"
+            return FetchError(feed_url, message, status=response.status)
+
         declared = response.content_length
         # Content-Length counts compressed bytes, so it only tells for an uncompressed body.
         if declared is not None and declared > cap and "Content-Encoding" not in response.headers:
-            raise FetchError(feed_url, too_large, status=response.status)
+            raise too_large()
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(_CHUNK):
             size += len(chunk)
             if size > cap:
-                raise FetchError(feed_url, too_large, status=response.status)
+                raise too_large()
             chunks.append(chunk)
         return b"".join(chunks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import random
@@ -16,10 +17,12 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 24 * 3600.0
 IDLE_WAKE = 60.0  # re-read the schedule at least this often (feeds may be added or moved)
+POLLS_PER_FETCH = 2  # polls in progress per fetch slot
 
 Clock = Callable[[], float]
 
 
+@functools.lru_cache(maxsize=65536)  # computed at every poll of every feed
 def spread(url: str) -> float:
     """Return a stable fraction in [0, 1) for a feed, so feeds spread over their interval."""
     digest = hashlib.sha256(url.encode()).digest()
@@ -69,7 +72,9 @@ class Scheduler:
         self._store = store
         self._poll_one = poll_one
         self._clock = clock
-        self._slots = asyncio.Semaphore(max(concurrency, 1))
+        # Twice the fetch concurrency: a poll also parses and records, and while some do, as
+        # many others can fetch. The fetcher itself keeps HTTP requests to `concurrency`.
+        self._slots = asyncio.Semaphore(max(concurrency, 1) * POLLS_PER_FETCH)
         self._in_flight: set[int] = set()
         self._finished = asyncio.Event()
         self.last_tick: float | None = None  # for health checks
@@ -80,10 +85,15 @@ class Scheduler:
             while True:
                 self.last_tick = self._clock()
                 self._finished.clear()
-                for feed in await self._store.feeds_due(self._clock()):
-                    if feed.id not in self._in_flight:
-                        self._in_flight.add(feed.id)
-                        group.create_task(self._guarded(feed), name=f"poll-{feed.id}")
+                # Filtered now, not as each slot frees: a feed in flight at this read may
+                # finish while the loop waits for a slot, and its row here is stale by then.
+                due = await self._store.feeds_due(self._clock())
+                for feed in [feed for feed in due if feed.id not in self._in_flight]:
+                    # A task only once a slot is free: after a restart thousands of feeds
+                    # are due, and a waiting task apiece would cost memory and wake-ups.
+                    await self._slots.acquire()
+                    self._in_flight.add(feed.id)
+                    group.create_task(self._guarded(feed), name=f"poll-{feed.id}")
                 await self._sleep_until_due()
 
     async def _sleep_until_due(self) -> None:
@@ -98,9 +108,9 @@ class Scheduler:
             pass
 
     async def _guarded(self, feed: FeedState) -> None:
+        """Poll one feed in the slot `run` took for it, and give the slot back."""
         try:
-            async with self._slots:
-                await self._poll_one(feed)
+            await self._poll_one(feed)
         except StoreError:
             raise  # the database cannot be used: nothing to try again later; run_bot says so
         except Exception:
@@ -108,6 +118,7 @@ class Scheduler:
             log.exception("unexpected error while polling %s", feed.url)
             await self._store.schedule_feed(feed.id, self._clock() + IDLE_WAKE * 5)
         finally:
+            self._slots.release()
             self._in_flight.discard(feed.id)
             # Waking after every poll would re-read the whole due list (in-flight feeds
             # included) once per feed: quadratic after a restart. A polled feed is next due

@@ -557,38 +557,48 @@ class Store:
         plan: PostingPlan,
         now: float,
     ) -> int:
+        # One statement per kind of row, run for every (room, entry): a region followed by
+        # dozens of rooms would otherwise cost a round trip to SQLite's thread per message.
         added = 0
-        for room_id in rooms:
-            for entry in plan.post:
-                cursor = await conn.execute(
-                    """INSERT INTO outbox (room_id, organisation, entry_id, txn_id, created)
-                       SELECT ?, ?, id, ?, ? FROM entries WHERE feed_id = ? AND key = ?
-                       ON CONFLICT (txn_id) DO NOTHING""",
-                    (
-                        room_id,
-                        feed.organisation,
-                        transaction_id(room_id, feed.id, entry.key),
-                        now,
-                        feed.id,
-                        entry.key,
-                    ),
-                )
-                added += max(cursor.rowcount, 0)
-                await cursor.close()
-            if plan.digest:
-                cursor = await conn.execute(
-                    """INSERT INTO outbox (room_id, organisation, digest_count, txn_id, created)
-                       VALUES (?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING""",
+        entry_rows = [
+            (
+                room_id,
+                feed.organisation,
+                transaction_id(room_id, feed.id, entry.key),
+                now,
+                feed.id,
+                entry.key,
+            )
+            for room_id in rooms
+            for entry in plan.post
+        ]
+        if entry_rows:
+            cursor = await conn.executemany(
+                """INSERT INTO outbox (room_id, organisation, entry_id, txn_id, created)
+                   SELECT ?, ?, id, ?, ? FROM entries WHERE feed_id = ? AND key = ?
+                   ON CONFLICT (txn_id) DO NOTHING""",
+                entry_rows,
+            )
+            added += max(cursor.rowcount, 0)
+            await cursor.close()
+        if plan.digest:
+            digest_key = _digest_key(plan.digest)
+            cursor = await conn.executemany(
+                """INSERT INTO outbox (room_id, organisation, digest_count, txn_id, created)
+                   VALUES (?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING""",
+                [
                     (
                         room_id,
                         feed.organisation,
                         len(plan.digest),
-                        transaction_id(room_id, feed.id, _digest_key(plan.digest)),
+                        transaction_id(room_id, feed.id, digest_key),
                         now,
-                    ),
-                )
-                added += max(cursor.rowcount, 0)
-                await cursor.close()
+                    )
+                    for room_id in rooms
+                ],
+            )
+            added += max(cursor.rowcount, 0)
+            await cursor.close()
         return added
 
     async def latest_entries(
