@@ -28,8 +28,9 @@ The rules the rest of Crieur relies on:
   escaped), relative URLs resolved, at most ``MAX_SUMMARY_BYTES`` of UTF-8. Not safe to show:
   feedparser's sanitiser is a first layer only; render.py owns safety.
 - Failure: an empty body, a document that is not a feed, a truncated feed (expat stopped at the
-  end of the document), a body feedparser chokes on, a DTD with nested entities or a feed
-  without usable entries raises ``ParseError``, never ``[]``.
+  end of the document), a body feedparser chokes on, a DTD with nested entities, entities
+  whose references would expand past ``MAX_ENTITY_EXPANSION`` characters (a "quadratic
+  blowup") or a feed without usable entries raises ``ParseError``, never ``[]``.
 
 Known limit (feedparser 6): when the root element has no ``xml:base``, the ``xml:base`` of an
 element also applies to the elements after it, so a relative URL there may be resolved wrongly.
@@ -38,6 +39,7 @@ element also applies to the elements after it, so a relative URL there may be re
 from __future__ import annotations
 
 import calendar
+import contextlib
 import dataclasses
 import hashlib
 import html
@@ -67,6 +69,9 @@ UNTITLED_TITLE = 80
 MAX_SUMMARY_BYTES = 64 * 1024
 MAX_KEY = 1024
 MAX_LINK = 4096
+# Characters that a feed's own entities may expand to in all: far more than any real use
+# (&nbsp;, an organisation's name) and far less than what a quadratic blowup asks for.
+MAX_ENTITY_EXPANSION = 1024 * 1024
 
 # Enough markup around a title's text without letting a hostile feed make us parse megabytes.
 _MAX_RAW_TITLE = 16 * MAX_TITLE
@@ -95,6 +100,7 @@ _MAYBE_RELATIVE_URL = re.compile(
     re.IGNORECASE,
 )
 _TAG = re.compile(r"<[^>]*>?")
+_ENTITY_REFERENCE = re.compile(rb"&([^\s&;#<>]{1,256});")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 # No-break spaces are typography in French ("Libre à vous !"), not layout: keep them.
 _SPACES = re.compile(r"[^\S\u00a0\u202f]+")
@@ -107,7 +113,7 @@ def parse(body: bytes, *, feed_url: str) -> list[Entry]:
     # A stream, never bytes or str: feedparser treats those as a file name or a URL to open.
     # No Content-Location either: feedparser would resolve guids against it, mangling keys.
     try:
-        _refuse_nested_entities(body)
+        _refuse_entity_bombs(body)
         result = feedparser.parse(io.BytesIO(body), sanitize_html=True, resolve_relative_uris=True)
     except (ValueError, TypeError) as error:
         # feedparser 6 crashes on some broken bodies (an encoding it cannot decode after all, a
@@ -124,16 +130,20 @@ class _RootReached(Exception):
     """Ends the scan of a prolog: entities can only be declared before the root element."""
 
 
-def _refuse_nested_entities(body: bytes) -> None:
-    """Raise ParseError if the DTD nests entities (a "billion laughs") or has parameter ones."""
+def _refuse_entity_bombs(body: bytes) -> None:
+    """Raise ParseError if the DTD nests entities (a "billion laughs"), has parameter ones, or
+    declares entities whose references would expand past MAX_ENTITY_EXPANSION characters."""
     # feedparser's own filter of the DTD misses declarations that do not start a line, and
     # expat then expands them until its amplification limit: a minute of CPU for 5 MiB. Scan
     # exactly what feedparser's strict parser will read: its UTF-8 copy, DOCTYPE filtered.
     _, data, _ = replace_doctype(convert_to_utf8({}, body, {}))
+    sizes: dict[bytes, int] = {}
 
     def declared(name: str, is_parameter: bool, value: str | None, *_: object) -> None:
         if is_parameter or (value is not None and "&" in value):
             raise ParseError(f"the feed declares a nested XML entity ({name!r}), refused")
+        if value is not None:
+            sizes[name.encode("utf-8")] = len(value)
 
     def started(*_: object) -> None:
         raise _RootReached
@@ -141,11 +151,17 @@ def _refuse_nested_entities(body: bytes) -> None:
     scanner = xml.parsers.expat.ParserCreate()
     scanner.EntityDeclHandler = declared
     scanner.StartElementHandler = started
-    try:
+    # A prolog expat cannot read stops feedparser's strict parser too, before any entity.
+    with contextlib.suppress(_RootReached, xml.parsers.expat.ExpatError):
         scanner.Parse(data, True)
-    except (_RootReached, xml.parsers.expat.ExpatError):
-        # A prolog expat cannot read stops feedparser's strict parser too, before any entity.
-        return
+    # Expat lets flat entities expand up to 100 times the document once past 8 MiB: a 5 MiB
+    # body referring a thousand times to a long entity would take gigabytes, so count first.
+    if any(sizes.values()):
+        expansion = sum(sizes.get(name, 0) for name in _ENTITY_REFERENCE.findall(data))
+        if expansion > MAX_ENTITY_EXPANSION:
+            raise ParseError(
+                f"the feed's XML entities would expand to {expansion:,} characters, refused"
+            )
 
 
 def _check(result: Mapping[str, Any]) -> None:

@@ -722,6 +722,33 @@ def test_nested_entity_declarations_are_refused() -> None:
         parse(body, feed_url=FEED_URL)
 
 
+@pytest.mark.parametrize(("length", "references"), [(90, 20_000), (200_000, 20), (1, 1_100_000)])
+def test_entities_that_would_expand_too_far_are_refused(length: int, references: int) -> None:
+    # A "quadratic blowup": no nesting, but a long entity referred to very often.
+    body = (
+        f'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "{"b" * length}">]>'
+        '<rss version="2.0"><channel><title>t</title>'
+        f"<item><title>x</title><guid>1</guid><description>{'&a;' * references}</description>"
+        "</item></channel></rss>"
+    ).encode()
+
+    with pytest.raises(ParseError, match="entities would expand to"):
+        parse(body, feed_url=FEED_URL)
+
+
+def test_entities_expanding_modestly_are_accepted() -> None:
+    body = (
+        '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY asso "Parinux">]>'
+        '<rss version="2.0"><channel><title>t</title>'
+        f"<item><title>&asso;</title><guid>1</guid><description>{'&asso; ' * 10_000}"
+        "</description></item></channel></rss>"
+    ).encode()
+
+    (entry,) = parse(body, feed_url=FEED_URL)
+
+    assert entry.title == "Parinux"
+
+
 def test_plain_entity_declarations_are_accepted() -> None:
     body = (
         b'<?xml version="1.0"?>\n<!DOCTYPE rss [\n<!ENTITY nbsp "&#160;">\n'
