@@ -51,7 +51,17 @@ from tests.synapse_server import SynapseServer
 MAX_POSTS = 5  # polling.max_posts_per_poll of the scenario
 CHANGING_ITEMS = 12  # entries of the id-changing feed, all new on every fetch
 RETRY_AFTER = 3  # seconds asked by the feed answering 429
-COMMANDS = ("!status", "!help", "!regions", "!orgs good", "!subscriptions", "!latest good-1")
+COMMANDS = (
+    "!status",
+    "!help",
+    "!regions",
+    "!orgs",
+    "!subscriptions",
+    "!latest good-1",
+    "!latest megabyte-title",
+    "!latest bidi-and-zero-width 5",
+    "!latest hostile 5",
+)
 COMMAND_GAP = 1.5  # seconds between an answer and the next command
 MEMORY_BOUND = 250 * 1024 * 1024  # bytes of peak resident memory allowed to the bot
 HEAVY_TITLE = 1024 * 1024  # characters
@@ -72,6 +82,7 @@ class Figures:
     answer_seconds: tuple[float, ...]
     memory_start: int
     memory_end: int
+    memory_middle: int  # halfway through publishing: the end minus this is late growth
     memory_peak: int
     changing_polls: int
     changing_posts: int
@@ -300,23 +311,21 @@ class CommandLog:
 
 
 async def _keep_commanding(
-    client: AsyncClient, room: str, bot: str, stop: asyncio.Event, log: CommandLog
+    client: AsyncClient, rooms: Sequence[str], stop: asyncio.Event, log: CommandLog
 ) -> None:
-    """Send commands one after the other until `stop`; note each answer's delay."""
+    """Send commands one after the other, in each room in turn, until `stop`.
+
+    Each answer's delay is measured with the homeserver's timestamps of command and answer.
+    """
     seconds: list[float] = []
     log.seconds = seconds
-    for text in itertools.cycle(COMMANDS):
+    for text, room in zip(itertools.cycle(COMMANDS), itertools.cycle(rooms), strict=False):
         if stop.is_set():
             return
         event_id = await SynapseServer.send_text(client, room, text)
         log.sent.append(event_id)
         try:
-            events = await SynapseServer.wait_for_messages(
-                client,
-                room,
-                lambda events, event_id=event_id: any(reply_of(e) == event_id for e in events),
-                20.0,
-            )
+            events = await SynapseServer.wait_for_messages(client, room, _answers(event_id), 20.0)
         except TimeoutError:
             log.unanswered += 1
             log.timed_out.append(text)
@@ -418,13 +427,17 @@ async def run(
         stop = asyncio.Event()
         commands = CommandLog(sent=[])
         commander = asyncio.create_task(
-            _keep_commanding(user, good_room, deployment.user_id, stop, commands)
+            _keep_commanding(user, [good_room, hostile_room], stop, commands)
         )
         expected: list[str] = []
         began = time.monotonic()
+        memory_middle = 0
         for tick in itertools.count():
-            if time.monotonic() - began >= seconds or process.exited:
+            elapsed = time.monotonic() - began
+            if elapsed >= seconds or process.exited:
                 break
+            if not memory_middle and elapsed >= seconds / 2:
+                memory_middle = rss_memory(process.pid)[0]
             feed = good[tick % len(good)]
             item = _good_item(feed.slug, next(serials))
             feed.publish(item)
@@ -453,10 +466,10 @@ async def run(
 
         good_events = await SynapseServer.timeline(user, good_room)
         hostile_events = await SynapseServer.timeline(user, hostile_room)
-        lost, duplicated = _count_titles(bot_posts(good_events, deployment.user_id), expected)
-        unanswered, twice = _count_replies(good_events, deployment.user_id, commands.sent)
-        changing = _changing_posts(bot_posts(hostile_events, deployment.user_id))
         everything = [*good_events, *hostile_events]
+        lost, duplicated = _count_titles(bot_posts(good_events, deployment.user_id), expected)
+        unanswered, twice = _count_replies(everything, deployment.user_id, commands.sent)
+        changing = _changing_posts(bot_posts(hostile_events, deployment.user_id))
         return Figures(
             hostile_feeds=len(hostile.urls),
             good_expected=len(expected),
@@ -469,6 +482,7 @@ async def run(
             answer_seconds=tuple(commands.seconds or ()),
             memory_start=memory_start,
             memory_end=memory_end,
+            memory_middle=memory_middle,
             memory_peak=memory_peak,
             changing_polls=changing_polls,
             changing_posts=changing[0],
@@ -578,6 +592,7 @@ def rows(figures: Figures) -> list[Row]:
             f.crashes,
             f"{f.hostile_feeds} hostile feeds polled at once beside 3 good ones; "
             f"bot memory {f.memory_start / mib:.0f} MiB after start, "
+            f"{f.memory_middle / mib:.0f} MiB halfway, "
             f"{f.memory_end / mib:.0f} MiB at the end, peak {f.memory_peak / mib:.0f} MiB",
         ),
         Row(
