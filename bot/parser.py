@@ -2,6 +2,7 @@
 
 The rules the rest of Crieur relies on:
 
+- Count: the ``MAX_ENTRIES`` newest entries of a fetch, the older ones ignored.
 - Order: oldest first. Dated entries are sorted by date (published, else updated, else
   created). The base order is the reverse of the document order, since feeds list newest first,
   unless the feed's own dates mostly rise down the document, in which case the document order
@@ -68,6 +69,7 @@ MAX_TITLE = 500
 UNTITLED_TITLE = 80
 MAX_SUMMARY_BYTES = 64 * 1024
 MAX_KEY = 1024
+MAX_ENTRIES = 1000  # per fetch, the newest ones
 MAX_LINK = 4096
 # Characters that a feed's own entities may expand to in all: far more than any real use
 # (&nbsp;, an organisation's name) and far less than what a quadratic blowup asks for.
@@ -123,7 +125,10 @@ def parse(body: bytes, *, feed_url: str) -> list[Entry]:
     entries = [entry for raw in result.entries if (entry := _entry(raw, feed_url)) is not None]
     if not entries:
         raise ParseError("the feed has no usable entries (no title, summary or link)")
-    return _disambiguate(_oldest_first(entries))
+    # Only the newest: a feed regenerating thousands of ids on every fetch would otherwise add
+    # that many rows to the database at each poll. Stable for real feeds, whose newest entries
+    # stay the newest from one fetch to the next.
+    return _disambiguate(_oldest_first(entries))[-MAX_ENTRIES:]
 
 
 class _RootReached(Exception):

@@ -13,7 +13,7 @@ import pytest
 
 from bot.errors import ParseError
 from bot.model import Entry
-from bot.parser import MAX_SUMMARY_BYTES, MAX_TITLE, UNTITLED_TITLE, parse
+from bot.parser import MAX_ENTRIES, MAX_SUMMARY_BYTES, MAX_TITLE, UNTITLED_TITLE, parse
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 FEED_URL = "https://asso.example.org/feed.xml"
@@ -759,6 +759,21 @@ def test_plain_entity_declarations_are_accepted() -> None:
     (entry,) = parse(body, feed_url=FEED_URL)
 
     assert entry.title == "Parinux\u00a0!"
+
+
+def test_only_the_newest_entries_of_a_huge_feed_are_kept() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    items = "".join(
+        f"<item><title>n{n}</title><guid>g{n}</guid>"
+        f"<pubDate>{(start + timedelta(minutes=n)).strftime('%a, %d %b %Y %H:%M:%S +0000')}"
+        "</pubDate></item>"
+        for n in reversed(range(MAX_ENTRIES + 500))
+    )
+    body = f'<rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+
+    entries = parse(body, feed_url=FEED_URL)
+
+    assert [entry.key for entry in entries] == [f"g{n}" for n in range(500, MAX_ENTRIES + 500)]
 
 
 def test_parsing_twice_gives_the_same_entries() -> None:
