@@ -24,7 +24,8 @@ The rules the rest of Crieur relies on:
   of its summary's text (``UNTITLED_TITLE`` characters, cut on a word boundary, ``…``), else with
   its link. An entry with no title, no summary and no link is dropped.
 - Link: the first ``rel="alternate"`` HTML link, else ``link``, resolved against the feed URL;
-  only http and https links are kept.
+  only http and https links are kept, control and format characters (bidirectional overrides,
+  zero-width spaces) percent-encoded.
 - Summary: the summary, else the first HTML content, else the first content, as HTML (plain text
   escaped), relative URLs resolved, at most ``MAX_SUMMARY_BYTES`` of UTF-8. Not safe to show:
   feedparser's sanitiser is a first layer only; render.py owns safety.
@@ -47,6 +48,7 @@ import html
 import io
 import re
 import time
+import unicodedata
 import xml.parsers.expat
 import xml.sax
 from collections.abc import Iterator, Mapping
@@ -54,7 +56,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from itertools import pairwise
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 from xml.parsers.expat import errors as expat_errors
 
 import feedparser
@@ -320,7 +322,10 @@ def _web_url(candidate: object, feed_url: str, *, must_be_absolute: bool) -> str
         return None
     if parts.scheme.lower() not in _WEB_SCHEMES or not parts.hostname:
         return None
-    return href
+    # Shown as text in messages: an invisible or right-to-left override character there would
+    # disguise where the link leads ("https://example.org/\u202emoc.elgoog"). Encoded, it
+    # still leads to the same page.
+    return "".join(quote(ch) if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in href)
 
 
 def _published(raw: Mapping[str, Any]) -> datetime | None:

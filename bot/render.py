@@ -31,7 +31,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from html.parser import HTMLParser
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import nh3
 
@@ -337,10 +337,15 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     if tag == "a" and attribute == "href":
         scheme = _scheme(value)
         # A relative link ("" scheme) is left to nh3, which resolves it or drops it.
-        return value if scheme == "" or scheme in _LINK_SCHEMES else None
+        return _visible(value) if scheme == "" or scheme in _LINK_SCHEMES else None
     if tag == "img" and attribute == "src":
-        return value if _scheme(value) == "mxc" else None
+        return _visible(value) if _scheme(value) == "mxc" else None
     return None
+
+
+def _visible(url: str) -> str:
+    """Percent-encode the control and format characters (bidi overrides…) of a URL."""
+    return "".join(quote(ch) if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in url)
 
 
 def _scheme(url: str) -> str | None:

@@ -498,6 +498,13 @@ def test_relative_link_is_resolved_against_the_feed_url() -> None:
     assert entry.link == "https://asso.example.org/articles/1"
 
 
+def test_invisible_and_bidi_characters_of_a_link_are_percent_encoded() -> None:
+    link = "https://example.org/\u202emoc.elgoog\u200b/été"
+    (entry,) = parse(rss(item(guid="1", link=link)), feed_url=FEED_URL)
+
+    assert entry.link == "https://example.org/%E2%80%AEmoc.elgoog%E2%80%8B/été"
+
+
 def test_xml_base_wins_over_the_feed_url() -> None:
     body = atom(
         '<entry xml:base="https://other.example.org/blog/"><title>t</title><id>urn:x:1</id>'

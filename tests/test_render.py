@@ -302,6 +302,11 @@ def test_dangerous_link_schemes_are_removed(href: str) -> None:
     assert cleaned == "clic"
 
 
+def test_invisible_characters_of_summary_urls_are_percent_encoded() -> None:
+    cleaned = sanitise_html('<a href="https://example.org/\u202emoc.elgoog\x01">clic</a>')
+    assert cleaned == '<a href="https://example.org/%E2%80%AEmoc.elgoog%01">clic</a>'
+
+
 def test_plain_text_puts_blocks_on_their_own_lines_and_decodes_entities() -> None:
     fragment = "<p>Un &amp; <b>deux</b></p><ul><li>trois</li><li>quatre</li></ul>x<br>y"
     assert plain_text(fragment) == "Un & deux\n• trois\n• quatre\nx\ny"
