@@ -7,13 +7,15 @@ payloads below (script, style, iframe, object, SVG and MathML, event handlers, C
 `javascript:`, `vbscript:` and `data:` URLs spelled with entities, mixed case, white space and
 control characters, unclosed and nested tags). Each one goes out twice: as an entry's summary
 and as its title. The checker parses each `formatted_body` with `html.parser` and counts every
-tag, attribute or URL outside the allow-list, every comment, declaration or processing
+tag, attribute or URL outside the allow-list, every URL holding an invisible (control or
+format) character, every comment, declaration or processing
 instruction, as a violation.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -157,6 +159,19 @@ _MARKUP = [
 ]
 
 
+# Entry links (RSS <link>), which become the href of the message's title.
+LINKS = [
+    *_SCHEMES[::2],
+    'https://example.org/"><script>alert(1)</script>',
+    "https://example.org/' onmouseover='alert(1)",
+    "https://example.org/<img src=x onerror=alert(1)>",
+    "https://example.org/\u202eevil",
+    "https:javascript:alert(1)",
+    "https://user:password@example.org/",
+    "https://example.org/" + "a" * 5000,
+]
+
+
 def corpus(full: bool) -> list[str]:
     """The hostile HTML fragments, in a fixed order (the short version takes a quarter)."""
     links = [f'<a href="{url}">link {n}</a>' for n, url in enumerate(_SCHEMES)]
@@ -199,6 +214,8 @@ class AllowList(HTMLParser):
                 self.violations.append(f"attribute {name} on <{tag}>")
             elif _scheme(value or "") not in allowed[name]:
                 self.violations.append(f"URL {value!r} in <{tag} {name}>")
+            elif any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value or ""):
+                self.violations.append(f"invisible character in URL {value!r}")
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
@@ -237,21 +254,29 @@ def violations(formatted_body: str) -> list[str]:
     return checker.violations
 
 
-def _items(payloads: Sequence[str]) -> list[Item]:
-    """Two entries per payload: as summary (titled "Payload N"), and as title."""
+def _items(payloads: Sequence[str], links: Sequence[str] = ()) -> list[Item]:
+    """Two entries per payload: as summary (titled "Payload summary-N"), and as title; then
+    one entry per hostile link (titled "Payload link-N"). Each has a `marker`: the line of the
+    message's plain body that tells it arrived."""
     items: list[Item] = []
-    for n, payload in enumerate(payloads):
-        for field, value in (("summary", payload), ("title", payload)):
-            key = f"{field}-{n}"
-            items.append(
-                {
-                    "title": value if field == "title" else f"Payload {key}",
-                    "link": f"https://hostile.example.org/{key}",
-                    "guid": f"https://hostile.example.org/{key}",
-                    "pubDate": dated(len(payloads) * 2 - len(items)),
-                    "description": value if field == "summary" else f"Title payload {key}.",
-                }
-            )
+    cases = [
+        *((f"{field}-{n}", field, payload) for n, payload in enumerate(payloads)
+          for field in ("summary", "title")),
+        *((f"link-{n}", "link", link) for n, link in enumerate(links)),
+    ]  # fmt: skip
+    for key, field, value in cases:
+        own_link = f"https://hostile.example.org/{key}"
+        items.append(
+            {
+                "title": value if field == "title" else f"Payload {key}",
+                "link": value if field == "link" else own_link,
+                "guid": own_link,
+                "isPermaLink": False,
+                "pubDate": dated(len(cases) - len(items)),
+                "description": value if field == "summary" else f"Payload {key}.",
+                "marker": own_link if field == "title" else f"Payload {key}",
+            }
+        )
     return items
 
 
@@ -271,7 +296,7 @@ async def run(
             polling={"max_posts_per_poll": BATCH},
         )
         process = await deployment.start(config)
-        items = _items(payloads)
+        items = _items(payloads, LINKS)
 
         await wait_until(_polled(server, feed.path, 2), 60, 0.1)  # seeded
         for start in range(0, len(items), BATCH):
@@ -281,12 +306,12 @@ async def run(
             await wait_until(_polled(server, feed.path, target), 60, 0.1)
             if process.exited:
                 break
-        links = [item["link"] for item in items]
+        markers = [item["marker"] for item in items]
 
         async def arrived() -> bool:
             events = await SynapseServer.timeline(user, room)
-            bodies = "\n".join(str(content(e).get("body", "")) for e in events)
-            return process.exited or all(link in bodies for link in links)
+            lines = {line for e in events for line in str(content(e).get("body", "")).splitlines()}
+            return process.exited or all(marker in lines for marker in markers)
 
         await wait_until(arrived, 120)
         crashes = int(process.exited)
@@ -311,12 +336,9 @@ def _count(
     payloads: Sequence[str], items: Sequence[Item], posts: Sequence[Event], crashes: int
 ) -> Figures:
     seen = Counter(
-        line
-        for event in posts
-        for line in str(content(event).get("body", "")).splitlines()
-        if line.startswith("https://hostile.example.org/")
+        line for event in posts for line in str(content(event).get("body", "")).splitlines()
     )
-    links = [item["link"] for item in items]
+    markers = [item["marker"] for item in items]
     found: list[str] = []
     for event in posts:
         formatted = content(event).get("formatted_body")
@@ -324,8 +346,8 @@ def _count(
     return Figures(
         payloads=len(payloads),
         entries=len(items),
-        lost=sum(seen[link] == 0 for link in links),
-        duplicated=sum(seen[link] > 1 for link in links),
+        lost=sum(seen[marker] == 0 for marker in markers),
+        duplicated=sum(seen[marker] > 1 for marker in markers),
         crashes=crashes,
         checked=len(posts),
         violations=len(found),
@@ -344,7 +366,8 @@ def rows(figures: Figures) -> list[Row]:
             f.lost,
             f.duplicated,
             f.crashes,
-            f"{f.payloads} malicious HTML payloads, each as a summary and as a title",
+            f"{f.payloads} malicious HTML payloads, each as a summary and as a title, and "
+            f"{len(LINKS)} hostile entry links",
         ),
         Row(
             "4. hostile content: allow-list (lost = violations)",

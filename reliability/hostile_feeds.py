@@ -118,7 +118,7 @@ class Figures:
             "events under 64 KiB": self.largest_event < 64 * 1024,
             "Retry-After honoured": self.retry_after_early == 0,
             "no traceback": self.tracebacks == 0,
-            "no bidi override in titles": self.bidi_overrides == 0,
+            "no bidi override outside summaries": self.bidi_overrides == 0,
         }
 
 
@@ -191,6 +191,7 @@ _HOSTILE_TEXT = {
         "title": f"Invoice {n} \u202egpj.exe\u2066\u200b\u200d\u2060\ufeff",
         "guid": f"bidi-{n}",
         "isPermaLink": False,
+        "link": f"https://bidi.example.org/{n}/\u202emoc.elgoog\u200b",
         "description": "\u202eoverride in a summary\u200b",
     },
     "wrong-charset": lambda n: {"title": f"Éléphant à l'école {n}", "guid": f"wc-{n}"},
@@ -567,10 +568,17 @@ _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u20
 
 
 def _bidi_override_outside_summary(event: Event) -> bool:
-    """Whether a bidirectional control shows in a message's lines before its summary."""
+    """Whether a bidirectional control shows in a message, its entry's summary aside.
+
+    A summary is the feed's own text in blocks of its own; the lines around it (organisation,
+    title, link, date) and command answers are Crieur's, which no feed may reorder.
+    """
+    body = str(content(event).get("body", ""))
     formatted = str(content(event).get("formatted_body", ""))
-    head = formatted.partition("<blockquote>")[0]
-    return bool(_BIDI_CONTROLS & set(head))
+    if reply_of(event) is None:
+        body = body.partition("\n\n")[0]
+        formatted = formatted.partition("<blockquote>")[0]
+    return bool(_BIDI_CONTROLS & set(body + formatted))
 
 
 def rows(figures: Figures) -> list[Row]:
