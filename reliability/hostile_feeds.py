@@ -625,7 +625,8 @@ def rows(figures: Figures) -> list[Row]:
             f"(rooms, database, log); {f.private_refused}/{f.private_checked} private or "
             f"link-local targets refused, {f.private_requests} requests reached them; "
             f"largest event {f.largest_event:,} bytes; 429 retried early "
-            f"{f.retry_after_early} times; {f.bidi_overrides} titles with a bidi override; "
+            f"{f.retry_after_early} times; {f.bidi_overrides} messages with a bidi override "
+            "outside summaries; "
             f"{f.hostile_posts} posts from hostile feeds"
             + (f"; FAILED: {', '.join(failed)}" if failed else ""),
         ),
