@@ -2,6 +2,7 @@
 
 The rules the rest of Crieur relies on:
 
+- Count: the ``MAX_ENTRIES`` newest entries of a fetch, the older ones ignored.
 - Order: oldest first. Dated entries are sorted by date (published, else updated, else
   created). The base order is the reverse of the document order, since feeds list newest first,
   unless the feed's own dates mostly rise down the document, in which case the document order
@@ -23,13 +24,15 @@ The rules the rest of Crieur relies on:
   of its summary's text (``UNTITLED_TITLE`` characters, cut on a word boundary, ``…``), else with
   its link. An entry with no title, no summary and no link is dropped.
 - Link: the first ``rel="alternate"`` HTML link, else ``link``, resolved against the feed URL;
-  only http and https links are kept.
+  only http and https links are kept, control and format characters (bidirectional overrides,
+  zero-width spaces) percent-encoded.
 - Summary: the summary, else the first HTML content, else the first content, as HTML (plain text
   escaped), relative URLs resolved, at most ``MAX_SUMMARY_BYTES`` of UTF-8. Not safe to show:
   feedparser's sanitiser is a first layer only; render.py owns safety.
 - Failure: an empty body, a document that is not a feed, a truncated feed (expat stopped at the
-  end of the document), a body feedparser chokes on, a DTD with nested entities or a feed
-  without usable entries raises ``ParseError``, never ``[]``.
+  end of the document), a body feedparser chokes on, a DTD with nested entities, entities
+  whose references would expand past ``MAX_ENTITY_EXPANSION`` characters (a "quadratic
+  blowup") or a feed without usable entries raises ``ParseError``, never ``[]``.
 
 Known limit (feedparser 6): when the root element has no ``xml:base``, the ``xml:base`` of an
 element also applies to the elements after it, so a relative URL there may be resolved wrongly.
@@ -38,12 +41,14 @@ element also applies to the elements after it, so a relative URL there may be re
 from __future__ import annotations
 
 import calendar
+import contextlib
 import dataclasses
 import hashlib
 import html
 import io
 import re
 import time
+import unicodedata
 import xml.parsers.expat
 import xml.sax
 from collections.abc import Iterator, Mapping
@@ -51,7 +56,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from itertools import pairwise
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 from xml.parsers.expat import errors as expat_errors
 
 import feedparser
@@ -66,7 +71,11 @@ MAX_TITLE = 500
 UNTITLED_TITLE = 80
 MAX_SUMMARY_BYTES = 64 * 1024
 MAX_KEY = 1024
+MAX_ENTRIES = 1000  # per fetch, the newest ones
 MAX_LINK = 4096
+# Characters that a feed's own entities may expand to in all: far more than any real use
+# (&nbsp;, an organisation's name) and far less than what a quadratic blowup asks for.
+MAX_ENTITY_EXPANSION = 1024 * 1024
 
 # Enough markup around a title's text without letting a hostile feed make us parse megabytes.
 _MAX_RAW_TITLE = 16 * MAX_TITLE
@@ -95,6 +104,7 @@ _MAYBE_RELATIVE_URL = re.compile(
     re.IGNORECASE,
 )
 _TAG = re.compile(r"<[^>]*>?")
+_ENTITY_REFERENCE = re.compile(rb"&([^\s&;#<>]{1,256});")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 # No-break spaces are typography in French ("Libre à vous !"), not layout: keep them.
 _SPACES = re.compile(r"[^\S\u00a0\u202f]+")
@@ -107,7 +117,7 @@ def parse(body: bytes, *, feed_url: str) -> list[Entry]:
     # A stream, never bytes or str: feedparser treats those as a file name or a URL to open.
     # No Content-Location either: feedparser would resolve guids against it, mangling keys.
     try:
-        _refuse_nested_entities(body)
+        _refuse_entity_bombs(body)
         result = feedparser.parse(io.BytesIO(body), sanitize_html=True, resolve_relative_uris=True)
     except (ValueError, TypeError) as error:
         # feedparser 6 crashes on some broken bodies (an encoding it cannot decode after all, a
@@ -117,23 +127,30 @@ def parse(body: bytes, *, feed_url: str) -> list[Entry]:
     entries = [entry for raw in result.entries if (entry := _entry(raw, feed_url)) is not None]
     if not entries:
         raise ParseError("the feed has no usable entries (no title, summary or link)")
-    return _disambiguate(_oldest_first(entries))
+    # Only the newest: a feed regenerating thousands of ids on every fetch would otherwise add
+    # that many rows to the database at each poll. Stable for real feeds, whose newest entries
+    # stay the newest from one fetch to the next.
+    return _disambiguate(_oldest_first(entries))[-MAX_ENTRIES:]
 
 
 class _RootReached(Exception):
     """Ends the scan of a prolog: entities can only be declared before the root element."""
 
 
-def _refuse_nested_entities(body: bytes) -> None:
-    """Raise ParseError if the DTD nests entities (a "billion laughs") or has parameter ones."""
+def _refuse_entity_bombs(body: bytes) -> None:
+    """Raise ParseError if the DTD nests entities (a "billion laughs"), has parameter ones, or
+    declares entities whose references would expand past MAX_ENTITY_EXPANSION characters."""
     # feedparser's own filter of the DTD misses declarations that do not start a line, and
     # expat then expands them until its amplification limit: a minute of CPU for 5 MiB. Scan
     # exactly what feedparser's strict parser will read: its UTF-8 copy, DOCTYPE filtered.
     _, data, _ = replace_doctype(convert_to_utf8({}, body, {}))
+    sizes: dict[bytes, int] = {}
 
     def declared(name: str, is_parameter: bool, value: str | None, *_: object) -> None:
         if is_parameter or (value is not None and "&" in value):
             raise ParseError(f"the feed declares a nested XML entity ({name!r}), refused")
+        if value is not None:
+            sizes[name.encode("utf-8")] = len(value)
 
     def started(*_: object) -> None:
         raise _RootReached
@@ -141,11 +158,17 @@ def _refuse_nested_entities(body: bytes) -> None:
     scanner = xml.parsers.expat.ParserCreate()
     scanner.EntityDeclHandler = declared
     scanner.StartElementHandler = started
-    try:
+    # A prolog expat cannot read stops feedparser's strict parser too, before any entity.
+    with contextlib.suppress(_RootReached, xml.parsers.expat.ExpatError):
         scanner.Parse(data, True)
-    except (_RootReached, xml.parsers.expat.ExpatError):
-        # A prolog expat cannot read stops feedparser's strict parser too, before any entity.
-        return
+    # Expat lets flat entities expand up to 100 times the document once past 8 MiB: a 5 MiB
+    # body referring a thousand times to a long entity would take gigabytes, so count first.
+    if any(sizes.values()):
+        expansion = sum(sizes.get(name, 0) for name in _ENTITY_REFERENCE.findall(data))
+        if expansion > MAX_ENTITY_EXPANSION:
+            raise ParseError(
+                f"the feed's XML entities would expand to {expansion:,} characters, refused"
+            )
 
 
 def _check(result: Mapping[str, Any]) -> None:
@@ -299,7 +322,10 @@ def _web_url(candidate: object, feed_url: str, *, must_be_absolute: bool) -> str
         return None
     if parts.scheme.lower() not in _WEB_SCHEMES or not parts.hostname:
         return None
-    return href
+    # Shown as text in messages: an invisible or right-to-left override character there would
+    # disguise where the link leads ("https://example.org/\u202emoc.elgoog"). Encoded, it
+    # still leads to the same page.
+    return "".join(quote(ch) if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in href)
 
 
 def _published(raw: Mapping[str, Any]) -> datetime | None:

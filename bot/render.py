@@ -14,6 +14,12 @@ Attributes: only `a href` (http, https, mailto; relative links are resolved agai
 link, or dropped) and `img src` (mxc only). WordPress's "L'article X est apparu en premier sur Y."
 / "The post X appeared first on Y." footer is stripped: it repeats the title and the
 organisation, which the message already shows.
+
+Titles, organisation and region names are shown on one line, without control characters nor the
+bidirectional embedding, override and isolate controls (U+202A-U+202E, U+2066-U+2069): left
+open, one of these reverses what follows it, up to the date and the link of the message, which
+lets a title disguise itself. Marks (U+200E, U+200F) and zero-width joiners stay: right-to-left
+scripts and emoji need them.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from html.parser import HTMLParser
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import nh3
 
@@ -150,6 +156,7 @@ _EMPTY_ELEMENT: Final = re.compile(
     r'|<a href="[^"]*">[ \t\n\r\f]*</a>'
 )
 _FOOTER_MAX: Final = 5000  # a footer is shorter: only the end of a summary is searched
+_BIDI_CONTROLS: Final = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 _EDGE_TOKENS: Final = (" ", "\t", "\n", "\r", "\f", "<br>", "<hr>")
 
 
@@ -330,10 +337,15 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     if tag == "a" and attribute == "href":
         scheme = _scheme(value)
         # A relative link ("" scheme) is left to nh3, which resolves it or drops it.
-        return value if scheme == "" or scheme in _LINK_SCHEMES else None
+        return _visible(value) if scheme == "" or scheme in _LINK_SCHEMES else None
     if tag == "img" and attribute == "src":
-        return value if _scheme(value) == "mxc" else None
+        return _visible(value) if _scheme(value) == "mxc" else None
     return None
+
+
+def _visible(url: str) -> str:
+    """Percent-encode the control and format characters (bidi overrides…) of a URL."""
+    return "".join(quote(ch) if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in url)
 
 
 def _scheme(url: str) -> str | None:
@@ -384,7 +396,7 @@ def _text_as_html(text: str) -> str:
 
 def _one_line(text: str) -> str:
     printable = "".join(c if unicodedata.category(c) != "Cc" else " " for c in text)
-    return " ".join(printable.split())
+    return " ".join(printable.translate(_BIDI_CONTROLS).split())
 
 
 def _clip(text: str, budget: int) -> str:

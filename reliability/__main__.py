@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reliability import abuse, bad_input, crash, outage
+from reliability import abuse, bad_input, crash, hostile_content, hostile_feeds, outage
 from reliability.report import Row, render, table
 
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "RELIABILITY.md"
@@ -25,6 +25,8 @@ def scenarios() -> list[Scenario]:
     return [
         crash.scenario,  # 1. crash safety
         outage.scenario,  # 2. homeserver outage
+        hostile_feeds.scenario,  # 3. hostile feeds
+        hostile_content.scenario,  # 4. hostile content
         abuse.scenario,  # 5. abuse from chat
         bad_input.scenario,  # 6. bad configuration and database
     ]

@@ -299,6 +299,11 @@ class CrieurProcess:
     def returncode(self) -> int | None:
         return None if self._process is None else self._process.returncode
 
+    @property
+    def pid(self) -> int | None:
+        """The process id (to read its memory use in /proc), None before `start`."""
+        return None if self._process is None else self._process.pid
+
     async def start(self, *, wait_running: bool = True) -> CrieurProcess:
         """Start the process and wait until it says it runs (raise with its log if it ends)."""
         environment = {

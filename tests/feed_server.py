@@ -16,6 +16,12 @@ Behaviours (each replaces whatever the path did before; unknown paths answer 404
 - ``redirect(path, to, code=302)``: a redirect to another path or an absolute URL;
 - ``slow(path, seconds)``: waits before answering with what the path did before (or 200 empty);
 - ``endless(path, gzip=)``: a body that never ends;
+- ``trickle(path, bytes_per_second=)``: a body that never ends, sent a byte at a time;
+- ``truncated(path, body, keep=)``: a Content-Length that promises the body, and a connection
+  closed after ``keep`` bytes of it;
+- ``huge(path, size)``: a well-begun feed padded to ``size`` bytes, streamed without a length;
+- ``changing(path, count)``: ``count`` items whose ids and titles change on every request;
+- ``hanging_url(path)``: the URL of a socket that listens but never accepts nor answers;
 - ``set_route(path, handler)``: anything else, with a plain aiohttp handler.
 
 Observation: ``hits(path)``, ``requests(path)`` (the headers of each request received),
@@ -28,11 +34,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip as gzip_module
+import itertools
 import socket
 import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from xml.sax.saxutils import escape
@@ -124,6 +131,7 @@ class FeedServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._runner: web.AppRunner | None = None
+        self._hanging: list[socket.socket] = []
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -144,6 +152,9 @@ class FeedServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        for sock in self._hanging:
+            sock.close()
+        self._hanging.clear()
 
     # --- addresses and observation --------------------------------------------------------
 
@@ -285,6 +296,98 @@ class FeedServer:
             return response
 
         self.set_route(path, handler)
+
+    def trickle(self, path: str, *, bytes_per_second: float = 1.0) -> None:
+        """Stream a feed that never ends, one byte at a time, `bytes_per_second` of them."""
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})
+            await response.prepare(request)
+            opening = b'<?xml version="1.0"?><rss version="2.0"><channel><title>'
+            with contextlib.suppress(ConnectionError):
+                for index in itertools.count():
+                    await response.write(opening[index : index + 1] or b"a")
+                    await asyncio.sleep(1 / bytes_per_second)
+            return response
+
+        self.set_route(path, handler)
+
+    def truncated(self, path: str, body: bytes, *, keep: int) -> None:
+        """Promise `body` in Content-Length, send its first `keep` bytes, then hang up."""
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})
+            response.content_length = len(body)
+            await response.prepare(request)
+            await response.write(body[:keep])
+            if request.transport is not None:
+                request.transport.close()
+            return response
+
+        self.set_route(path, handler)
+
+    def huge(self, path: str, size: int, *, chunk_size: int = 256 * 1024) -> None:
+        """Stream `size` bytes: the start of a feed, then white space (no Content-Length)."""
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})
+            await response.prepare(request)
+            head = rss([{"title": "Énorme", "guid": "huge-1"}]).split(b"</channel>")[0]
+            sent = len(head)
+            padding = b" " * chunk_size
+            with contextlib.suppress(ConnectionError):
+                await response.write(head)
+                while sent < size:
+                    piece = padding[: size - sent]
+                    await response.write(piece)
+                    sent += len(piece)
+                await response.write_eof()
+            return response
+
+        self.set_route(path, handler)
+
+    def changing(self, path: str, count: int, *, prefix: str = "Changeant") -> None:
+        """Serve `count` items whose ids change on every request, titled "PREFIX F.I" (fetch F).
+
+        A feed that regenerates its ids (a session id in the guid, a timestamp…): every poll
+        finds `count` entries it has never seen.
+        """
+        fetches = itertools.count(1)
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            fetch = next(fetches)
+            now = datetime.now(UTC).replace(microsecond=0)
+            items = [
+                {
+                    "title": f"{prefix} {fetch}.{index}",
+                    "guid": f"{path}?fetch={fetch}&item={index}",
+                    "isPermaLink": False,
+                    "pubDate": now - timedelta(seconds=count - index),
+                }
+                for index in range(count)
+            ]
+            return web.Response(body=rss(items[::-1]), content_type="application/rss+xml")
+
+        self.set_route(path, handler)
+
+    def hanging_url(self, path: str = "/") -> str:
+        """The URL of a socket on 127.0.0.1 that listens but never accepts nor answers.
+
+        Its accept queue is filled at once, so a client's connection attempt gets no answer at
+        all (the kernel drops its SYN), as with a firewalled host; closed by ``stop()``.
+        """
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.bind((HOST, 0))
+        server.listen(0)
+        self._hanging.append(server)
+        port = server.getsockname()[1]
+        for _ in range(2):  # the queue holds backlog + 1 connections on Linux
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((HOST, port))
+            self._hanging.append(filler)
+        return f"http://{HOST}:{port}{path}"
 
     # --- dispatch --------------------------------------------------------------------------
 

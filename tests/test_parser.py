@@ -13,7 +13,7 @@ import pytest
 
 from bot.errors import ParseError
 from bot.model import Entry
-from bot.parser import MAX_SUMMARY_BYTES, MAX_TITLE, UNTITLED_TITLE, parse
+from bot.parser import MAX_ENTRIES, MAX_SUMMARY_BYTES, MAX_TITLE, UNTITLED_TITLE, parse
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 FEED_URL = "https://asso.example.org/feed.xml"
@@ -498,6 +498,13 @@ def test_relative_link_is_resolved_against_the_feed_url() -> None:
     assert entry.link == "https://asso.example.org/articles/1"
 
 
+def test_invisible_and_bidi_characters_of_a_link_are_percent_encoded() -> None:
+    link = "https://example.org/\u202emoc.elgoog\u200b/été"
+    (entry,) = parse(rss(item(guid="1", link=link)), feed_url=FEED_URL)
+
+    assert entry.link == "https://example.org/%E2%80%AEmoc.elgoog%E2%80%8B/été"
+
+
 def test_xml_base_wins_over_the_feed_url() -> None:
     body = atom(
         '<entry xml:base="https://other.example.org/blog/"><title>t</title><id>urn:x:1</id>'
@@ -722,6 +729,33 @@ def test_nested_entity_declarations_are_refused() -> None:
         parse(body, feed_url=FEED_URL)
 
 
+@pytest.mark.parametrize(("length", "references"), [(90, 20_000), (200_000, 20), (1, 1_100_000)])
+def test_entities_that_would_expand_too_far_are_refused(length: int, references: int) -> None:
+    # A "quadratic blowup": no nesting, but a long entity referred to very often.
+    body = (
+        f'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "{"b" * length}">]>'
+        '<rss version="2.0"><channel><title>t</title>'
+        f"<item><title>x</title><guid>1</guid><description>{'&a;' * references}</description>"
+        "</item></channel></rss>"
+    ).encode()
+
+    with pytest.raises(ParseError, match="entities would expand to"):
+        parse(body, feed_url=FEED_URL)
+
+
+def test_entities_expanding_modestly_are_accepted() -> None:
+    body = (
+        '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY asso "Parinux">]>'
+        '<rss version="2.0"><channel><title>t</title>'
+        f"<item><title>&asso;</title><guid>1</guid><description>{'&asso; ' * 10_000}"
+        "</description></item></channel></rss>"
+    ).encode()
+
+    (entry,) = parse(body, feed_url=FEED_URL)
+
+    assert entry.title == "Parinux"
+
+
 def test_plain_entity_declarations_are_accepted() -> None:
     body = (
         b'<?xml version="1.0"?>\n<!DOCTYPE rss [\n<!ENTITY nbsp "&#160;">\n'
@@ -732,6 +766,21 @@ def test_plain_entity_declarations_are_accepted() -> None:
     (entry,) = parse(body, feed_url=FEED_URL)
 
     assert entry.title == "Parinux\u00a0!"
+
+
+def test_only_the_newest_entries_of_a_huge_feed_are_kept() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    items = "".join(
+        f"<item><title>n{n}</title><guid>g{n}</guid>"
+        f"<pubDate>{(start + timedelta(minutes=n)).strftime('%a, %d %b %Y %H:%M:%S +0000')}"
+        "</pubDate></item>"
+        for n in reversed(range(MAX_ENTRIES + 500))
+    )
+    body = f'<rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+
+    entries = parse(body, feed_url=FEED_URL)
+
+    assert [entry.key for entry in entries] == [f"g{n}" for n in range(500, MAX_ENTRIES + 500)]
 
 
 def test_parsing_twice_gives_the_same_entries() -> None:

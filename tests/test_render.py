@@ -164,6 +164,13 @@ def test_title_markup_stays_plain_text_and_is_escaped() -> None:
     assert [tag for tag, _ in elements(content["formatted_body"])].count("b") == 2
 
 
+def test_bidi_overrides_are_removed_from_titles_but_marks_and_joiners_kept() -> None:
+    content = render(title="Facture \u202egpj.exe\u2066 \u200fشكرا\u200d\u200b")
+    assert "Facture gpj.exe \u200fشكرا\u200d\u200b" in content["body"].splitlines()
+    for text in (content["body"], content["formatted_body"]):
+        assert not set(text) & set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def test_a_long_summary_is_cut_on_a_word_boundary_with_an_ellipsis() -> None:
     summary = "<p>" + LOREM * 10 + "</p>"
     text = plain_text(truncate_html(summary, SUMMARY_BUDGET))
@@ -293,6 +300,11 @@ def test_hostile_payloads_keep_only_tags_of_the_allow_list() -> None:
 def test_dangerous_link_schemes_are_removed(href: str) -> None:
     cleaned = sanitise_html(f'<a href="{href}">clic</a>')
     assert cleaned == "clic"
+
+
+def test_invisible_characters_of_summary_urls_are_percent_encoded() -> None:
+    cleaned = sanitise_html('<a href="https://example.org/\u202emoc.elgoog\x01">clic</a>')
+    assert cleaned == '<a href="https://example.org/%E2%80%AEmoc.elgoog%01">clic</a>'
 
 
 def test_plain_text_puts_blocks_on_their_own_lines_and_decodes_entities() -> None:
