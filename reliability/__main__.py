@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 
 from reliability import abuse, bad_input, crash, hostile_content, hostile_feeds, outage
 from reliability.report import Row, render, table
@@ -34,10 +35,15 @@ def scenarios() -> list[Scenario]:
 
 def methods() -> list[str]:
     """How each scenario is run, one paragraph each, for the report."""
-    return [
-        crash.METHOD,
-        outage.METHOD,
-    ]
+    described = (hostile_feeds, hostile_content, abuse, bad_input)
+    return [crash.METHOD, outage.METHOD, *(_from_docstring(module) for module in described)]
+
+
+def _from_docstring(module: ModuleType) -> str:
+    """A scenario module's docstring ("Scenario N, name: …") as one paragraph."""
+    title, _, rest = " ".join((module.__doc__ or "").split()).partition(": ")
+    number, _, name = title.partition(", ")
+    return f"**{name}** ({number.lower()}): {rest}"
 
 
 async def run_all(full: bool, workdir: Path) -> list[Row]:
