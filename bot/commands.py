@@ -25,12 +25,12 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal
-from urllib.parse import urlsplit
 
 from bot.catalogue import Catalogue, normalise
 from bot.config import Language, Organisation, Region
 from bot.errors import CrieurError
 from bot.i18n import format_date, join_list, plural, plural_key, quote, t, t_html
+from bot.links import web_link
 from bot.store import FeedState, Store
 
 log = logging.getLogger(__name__)
@@ -630,7 +630,7 @@ async def latest_command(ctx: Context, args: Arguments) -> Reply:
     for slug, entry in found:
         organisation = ctx.catalogue.get_organisation(slug)
         title = _one_line(entry.title, 200) or ctx.t("entry.untitled")
-        link = _web_link(entry.link)
+        link = web_link(entry.link)
         date = (
             format_date(entry.published, ctx.language)
             if entry.published is not None
@@ -850,17 +850,6 @@ def _date(ctx: Context, epoch: float) -> str:
 
 def _escape(text: str) -> str:
     return html.escape(text, quote=False)
-
-
-def _web_link(url: str | None) -> str | None:
-    """Return `url` if it is a reasonable http(s) link to put in an `href`, else None."""
-    if url is None or len(url) > 2000 or any(ch.isspace() for ch in url):
-        return None
-    try:
-        scheme = urlsplit(url).scheme.lower()
-    except ValueError:
-        return None
-    return url if scheme in ("http", "https") else None
 
 
 def _one_line(text: str, budget: int) -> str:

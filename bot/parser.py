@@ -48,7 +48,6 @@ import html
 import io
 import re
 import time
-import unicodedata
 import xml.parsers.expat
 import xml.sax
 from collections.abc import Iterator, Mapping
@@ -56,7 +55,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from itertools import pairwise
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 from xml.parsers.expat import errors as expat_errors
 
 import feedparser
@@ -64,6 +63,7 @@ from feedparser.encodings import convert_to_utf8
 from feedparser.sanitizer import replace_doctype
 from feedparser.urls import resolve_relative_uris
 
+from bot import links
 from bot.errors import ParseError
 from bot.model import Entry
 
@@ -82,7 +82,6 @@ _MAX_RAW_TITLE = 16 * MAX_TITLE
 _DUPLICATE_SEPARATOR = "\x00"
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
 _LINK_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-_WEB_SCHEMES = frozenset({"http", "https"})
 _DATE_FIELDS = ("published", "updated", "created")
 _DAWN = datetime.min.replace(tzinfo=UTC)
 
@@ -320,12 +319,9 @@ def _web_url(candidate: object, feed_url: str, *, must_be_absolute: bool) -> str
             parts = urlsplit(href)
     except ValueError:  # e.g. an unbalanced IPv6 bracket
         return None
-    if parts.scheme.lower() not in _WEB_SCHEMES or not parts.hostname:
+    if parts.scheme.lower() not in links.WEB_SCHEMES or not parts.hostname:
         return None
-    # Shown as text in messages: an invisible or right-to-left override character there would
-    # disguise where the link leads ("https://example.org/\u202emoc.elgoog"). Encoded, it
-    # still leads to the same page.
-    return "".join(quote(ch) if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in href)
+    return links.visible(href)  # shown as text in messages: nothing may hide in it
 
 
 def _published(raw: Mapping[str, Any]) -> datetime | None:

@@ -31,12 +31,13 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from html.parser import HTMLParser
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import nh3
 
 from bot.config import Language, Organisation, Region
 from bot.i18n import format_date, plural_key, t, t_html
+from bot.links import visible, web_link
 from bot.model import Entry
 
 SUMMARY_BUDGET: Final = 500  # characters of summary text shown, cut on a word boundary
@@ -164,7 +165,7 @@ def render_entry(
     entry: Entry, organisation: Organisation, region: Region, language: Language
 ) -> dict[str, Any]:
     """Return the `m.notice` content announcing `entry`, never above MAX_CONTENT_SIZE bytes."""
-    link = _web_url(entry.link)
+    link = web_link(entry.link)
     summary = _sanitise_summary(entry.summary_html, base_url=link)
     title = _one_line(entry.title) or t(language, "entry.untitled")
     for shrunk in _shrinking(summary):
@@ -195,7 +196,7 @@ def render_digest(organisation: Organisation, count: int, language: Language) ->
     """Return the one-line `m.notice` content standing for `count` entries not posted."""
     key = plural_key(language, "digest.more", count)
     name = _clip(_one_line(organisation.name), 200)
-    url = _web_url(organisation.url)
+    url = web_link(organisation.url)
     if url is not None and len(url) > 2000:
         url = None
     body = t(language, key, count=count, organisation=name)
@@ -218,7 +219,7 @@ def sanitise_html(fragment: str, *, base_url: str | None = None, budget: int = 1
 
     Relative links are resolved against `base_url` (http or https), or dropped.
     """
-    return truncate_html(_first_pass(fragment, _web_url(base_url)), budget)
+    return truncate_html(_first_pass(fragment, web_link(base_url)), budget)
 
 
 def truncate_html(fragment: str, budget: int) -> str:
@@ -337,15 +338,10 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     if tag == "a" and attribute == "href":
         scheme = _scheme(value)
         # A relative link ("" scheme) is left to nh3, which resolves it or drops it.
-        return _visible(value) if scheme == "" or scheme in _LINK_SCHEMES else None
+        return visible(value) if scheme == "" or scheme in _LINK_SCHEMES else None
     if tag == "img" and attribute == "src":
-        return _visible(value) if _scheme(value) == "mxc" else None
+        return visible(value) if _scheme(value) == "mxc" else None
     return None
-
-
-def _visible(url: str) -> str:
-    """Percent-encode the control and format characters (bidi overrides…) of a URL."""
-    return "".join(quote(ch) if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in url)
 
 
 def _scheme(url: str) -> str | None:
@@ -353,13 +349,6 @@ def _scheme(url: str) -> str | None:
         return urlsplit(url.strip()).scheme.lower()
     except ValueError:
         return None
-
-
-def _web_url(url: str | None) -> str | None:
-    if url is None:
-        return None
-    url = url.strip()
-    return url if _scheme(url) in ("http", "https") and " " not in url else None
 
 
 def _strip_footer(fragment: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -488,6 +489,17 @@ async def test_latest_shows_three_posts_by_default_newest_first(bot: Bot) -> Non
     assert lines[3].endswith("April: Post a4 — https://example.org/a4")
     assert lines[1].startswith("Friday 9 January 2026, 09:00 — ")  # 08:00 UTC
     assert markup is not None and '<a href="https://example.org/a6">Post a6</a>' in markup
+
+
+async def test_latest_shows_no_invisible_character_of_a_stored_link(store: Store, bot: Bot) -> None:
+    # Links stored before the parser encoded them still reach the answer encoded.
+    hidden = dataclasses.replace(
+        entry("rlo", hours_ago=1), link="https://example.org/\u202emoc.elgoog"
+    )
+    await publish(store, "april", [hidden])
+    text, markup = await bot.ask_html("!latest april 1")
+    assert "\u202e" not in text and "https://example.org/%E2%80%AEmoc.elgoog" in text
+    assert markup is not None and "\u202e" not in markup
 
 
 @pytest.mark.usefixtures("posts")
