@@ -125,13 +125,14 @@ class Dispatcher:
                     sent_before[delivery.room_id] = sent
             # Other rooms getting through after a room failed may mean that its errors are its
             # own, or that an outage ended meanwhile: suspect it, and try it again at once.
-            # Failing again although the homeserver answered since, the errors are its own:
+            # Failing again while others still get through after it, the errors are its own:
             # pause it (kept, shown in !status, tried again later) rather than block everyone.
             # (Rooms sent to before a failure prove nothing: an outage may have begun then.)
             for room_id, error in failing.items():
+                if sent == sent_before[room_id]:
+                    continue  # nobody got through after it: an outage, not the room
                 if room_id not in self._suspects:
-                    if sent > sent_before[room_id]:
-                        self._suspects.add(room_id)
+                    self._suspects.add(room_id)
                     continue
                 self._suspects.discard(room_id)
                 log.warning("pausing room %s: the homeserver keeps failing: %s", room_id, error)
@@ -174,10 +175,12 @@ class Dispatcher:
                     "homeserver unavailable (%s); retrying in %.0f s", error, self._outage_delay
                 )
                 # The sync loop notices the end of an outage first: it cuts this wait short.
-                self._back.clear()
+                # Cleared after the wait, not before: a return signalled just before the wait
+                # began must not be lost.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._outage_delay):
                         await self._back.wait()
+                self._back.clear()
                 tries += 1
                 if tries >= OUTAGE_TRIES:
                     self._last_error = str(error)

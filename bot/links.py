@@ -6,6 +6,7 @@ import unicodedata
 from urllib.parse import quote, urlsplit
 
 WEB_SCHEMES = frozenset({"http", "https"})
+MAX_LENGTH = 4096  # longer is no link a person follows, and costs the message its room
 
 
 def visible(url: str) -> str:
@@ -17,12 +18,12 @@ def visible(url: str) -> str:
     return "".join(quote(ch) if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in url)
 
 
-def web_link(url: str | None, *, max_length: int = 2000) -> str | None:
+def web_link(url: str | None) -> str | None:
     """Return `url`, made visible, if it is an http(s) link fit for an `href`; else None."""
     if url is None:
         return None
     url = url.strip()
-    if not url or len(url) > max_length or any(ch.isspace() for ch in url):
+    if not url or len(url) > MAX_LENGTH or any(ch.isspace() for ch in url):
         return None
     try:
         scheme = urlsplit(url).scheme.lower()

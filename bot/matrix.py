@@ -39,7 +39,14 @@ from nio import (
 from nio.crypto import ENCRYPTION_ENABLED, OlmDevice
 
 from .config import MatrixConfig
-from .errors import ConfigError, HomeserverUnavailable, RateLimited, RoomUnavailable, SendError
+from .errors import (
+    ConfigError,
+    HomeserverUnavailable,
+    RateLimited,
+    RoomUnavailable,
+    SendError,
+    StoreError,
+)
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -66,7 +73,9 @@ SYNC_RETRY_MAX: Final = 10.0
 INVITE_RETRY_MAX: Final = 3600.0
 DEFAULT_RETRY_AFTER: Final = 5.0  # seconds, when a 429 does not say
 COMMAND_TIMEOUT: Final = 60.0
-REPLY_ATTEMPTS: Final = 3  # failed sends of one answer (not 429s) before it is dropped
+# How long an answer is retried while the homeserver is unreachable before it is dropped:
+# an outage ends sooner than this, and the sync loop cannot go on past it without answers.
+REPLY_PATIENCE: Final = 900.0
 # Answers waiting for one person (a burst of commands and the slow-down warning); more are
 # dropped: the least answered go first, so this bounds memory, not anyone else's wait.
 MAX_QUEUED_PER_SENDER: Final = 4
@@ -393,8 +402,9 @@ class _Answers:
             self._ready.clear()
             await self._ready.wait()
         now = self._clock()
+        self._forget_served(now)
         # min() keeps the first of equals: the turn order among the least answered.
-        sender = min(self._waiting, key=lambda person: self._recently_served(person, now))
+        sender = min(self._waiting, key=lambda person: len(self._served.get(person, ())))
         self._served.setdefault(sender, deque()).append(now)
         queue = self._waiting.pop(sender)
         answer = queue.popleft()
@@ -408,15 +418,14 @@ class _Answers:
         self._unsettled[answer.batch] -= 1
         return self._settled()
 
-    def _recently_served(self, sender: str, now: float) -> int:
-        served = self._served.get(sender)
-        if served is None:
-            return 0
-        while served and served[0] <= now - FAIR_WINDOW:
-            served.popleft()
-        if not served:
-            del self._served[sender]  # bounded: only people answered in the window are kept
-        return len(served)
+    def _forget_served(self, now: float) -> None:
+        """Drop answers older than the window; only people answered in it are kept."""
+        for sender in list(self._served):
+            served = self._served[sender]
+            while served and served[0] <= now - FAIR_WINDOW:
+                served.popleft()
+            if not served:
+                del self._served[sender]
 
     def _settled(self) -> str | None:
         token = None
@@ -486,6 +495,7 @@ class MatrixBot:
         self._creators: dict[str, frozenset[str]] = {}
         self._levels: dict[str, _Levels] = {}
         self._encrypted: dict[str, bool] = {}
+        self._send_locks: dict[str, asyncio.Lock] = {}
         self._pending_invites: dict[str, _PendingInvite] = {}
         # Configured room ids (aliases once resolved): their invites are always accepted.
         self._config_rooms = {ref for refs in self._region_rooms.values() for ref in refs}
@@ -582,20 +592,30 @@ class MatrixBot:
         """
         await self._check_can_send(room_id)
         what = f"send to {room_id}"
-        try:
-            await self._prepare_room_keys(room_id)
-            response = await self._call(
-                what,
-                self._client.room_send(
-                    room_id,
-                    "m.room.message",
-                    content,
-                    tx_id=txn_id,
-                    ignore_unverified_devices=True,
-                ),
-            )
-        except (LocalProtocolError, EncryptionError, GroupEncryptionError, OlmTrustError) as error:
-            raise SendError(f"{what}: cannot encrypt: {_describe(error)}") from error
+        # One send at a time per room: announcements and answers share the room's key sharing,
+        # which nio cannot run twice at once.
+        async with self._send_locks.setdefault(room_id, asyncio.Lock()):
+            try:
+                await self._prepare_room_keys(room_id)
+                response = await self._call(
+                    what,
+                    self._client.room_send(
+                        room_id,
+                        "m.room.message",
+                        content,
+                        tx_id=txn_id,
+                        ignore_unverified_devices=True,
+                    ),
+                )
+            except (
+                LocalProtocolError,
+                EncryptionError,
+                GroupEncryptionError,
+                OlmTrustError,
+            ) as error:
+                raise SendError(f"{what}: cannot encrypt: {_describe(error)}") from error
+            finally:
+                self._end_key_sharing(room_id)
         if isinstance(response, RoomSendResponse):
             return str(response.event_id)
         raise _response_error(what, response)
@@ -1147,6 +1167,8 @@ class MatrixBot:
                 "command %r in %s took over %.0f s; abandoned", name, room_id, COMMAND_TIMEOUT
             )
             return
+        except StoreError:
+            raise  # the database cannot be used: run_bot stops with the reason
         except Exception:
             # A failing command must not stop the sync loop, nor the commands after it.
             log.exception("command %r from %s in %s failed", name, event.sender, room_id)
@@ -1174,6 +1196,7 @@ class MatrixBot:
     async def _reply(self, room_id: str, content: dict[str, Any], event_id: str) -> None:
         txn_id = reply_txn_id(event_id)
         failures = 0
+        give_up = time.monotonic() + REPLY_PATIENCE
         while True:
             try:
                 await self.send_notice(room_id, content, txn_id)
@@ -1182,10 +1205,11 @@ class MatrixBot:
                 wait = error.retry_after
             except HomeserverUnavailable as error:
                 failures += 1
-                if failures >= REPLY_ATTEMPTS:
+                if time.monotonic() >= give_up:
                     log.warning("gave up answering %s in %s: %s", event_id, room_id, error)
                     return
-                wait = BACKOFF_START * 2 ** (failures - 1)
+                # Capped like the sync loop's retries: back within seconds of the homeserver.
+                wait = min(BACKOFF_START * 2 ** (failures - 1), SYNC_RETRY_MAX)
                 log.warning("cannot answer %s in %s yet: %s", event_id, room_id, error)
             except SendError as error:
                 log.warning("cannot answer %s in %s: %s", event_id, room_id, error)
@@ -1250,6 +1274,17 @@ class MatrixBot:
         if client.should_query_keys:
             await self._query_keys()
         self._apply_trust(room.users)
+        # Claimed here, where a failure is an outage like any other: nio claims them while it
+        # marks the room as sharing, and a failure there would leave that mark for good.
+        missing = client.get_missing_sessions(room_id)
+        if missing:
+            _log_refusal("claim keys", await self._call("claim keys", client.keys_claim(missing)))
+
+    def _end_key_sharing(self, room_id: str) -> None:
+        """Clear a key sharing that a failed send left marked as running (sends wait on it)."""
+        sharing = self._client.sharing_session.pop(room_id, None)
+        if sharing is not None:
+            sharing.set()
 
     async def _query_keys(self) -> None:
         what = "query keys"

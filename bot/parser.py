@@ -72,7 +72,6 @@ UNTITLED_TITLE = 80
 MAX_SUMMARY_BYTES = 64 * 1024
 MAX_KEY = 1024
 MAX_ENTRIES = 1000  # per fetch, the newest ones
-MAX_LINK = 4096
 # Characters that a feed's own entities may expand to in all: far more than any real use
 # (&nbsp;, an organisation's name) and far less than what a quadratic blowup asks for.
 MAX_ENTITY_EXPANSION = 1024 * 1024
@@ -309,7 +308,7 @@ def _web_url(candidate: object, feed_url: str, *, must_be_absolute: bool) -> str
     if not isinstance(candidate, str):
         return None
     href = candidate.strip()
-    if not href or len(href) > MAX_LINK:
+    if not href or len(href) > links.MAX_LENGTH:
         return None
     try:
         parts = urlsplit(href)

@@ -87,18 +87,21 @@ class Scheduler:
                 self._finished.clear()
                 # Filtered now, not as each slot frees: a feed in flight at this read may
                 # finish while the loop waits for a slot, and its row here is stale by then.
-                due = await self._store.feeds_due(self._clock())
+                read_at = self._clock()
+                due = await self._store.feeds_due(read_at)
                 for feed in [feed for feed in due if feed.id not in self._in_flight]:
                     # A task only once a slot is free: after a restart thousands of feeds
                     # are due, and a waiting task apiece would cost memory and wake-ups.
                     await self._slots.acquire()
+                    self.last_tick = self._clock()  # waiting for slots is working, for health
                     self._in_flight.add(feed.id)
                     group.create_task(self._guarded(feed), name=f"poll-{feed.id}")
-                await self._sleep_until_due()
+                await self._sleep_until_due(read_at)
 
-    async def _sleep_until_due(self) -> None:
+    async def _sleep_until_due(self, read_at: float) -> None:
         # Feeds still in flight are due already; the last one to finish sets `_finished`.
-        next_time = await self._store.next_poll_time(after=self._clock())
+        # From `read_at`: feeds that fell due while the loop waited for slots are due now.
+        next_time = await self._store.next_poll_time(after=read_at)
         delay = IDLE_WAKE if next_time is None else next_time - self._clock()
         delay = min(max(delay, 0.05), IDLE_WAKE)
         try:

@@ -138,12 +138,43 @@ async def test_server_errors_of_one_room_pause_it_without_blocking_the_others(
 ) -> None:
     await queue(store, ["!a:x", "!b:x"], ["one", "two"])
     sender = ScriptedSender()
-    sender.failures["!a:x"] = [HomeserverUnavailable("HTTP 502") for _ in range(10)]
-    assert await dispatcher(store, sender).drain() == 2
-    assert [(room, body) for room, _, body in sender.sent] == [("!b:x", "one"), ("!b:x", "two")]
+    sender.failures["!a:x"] = [HomeserverUnavailable("HTTP 502") for _ in range(20)]
+    sending = dispatcher(store, sender)
+    assert await sending.drain() == 2
+    # Its retry failed with nobody else to send to: that could be an outage, not the room.
+    assert await store.paused_rooms() == []
+    await queue(store, ["!a:x", "!b:x"], ["three"])
+    assert await sending.drain() == 1  # failed again while another room got through after it
+    assert [(room, body) for room, _, body in sender.sent] == [
+        ("!b:x", "one"),
+        ("!b:x", "two"),
+        ("!b:x", "three"),
+    ]
     (paused,) = await store.paused_rooms()
     assert (paused.room_id, paused.paused_reason) == ("!a:x", "server errors: HTTP 502")
-    assert await store.outbox_size("!a:x") == 2
+    assert await store.outbox_size("!a:x") == 3
+
+
+async def test_a_suspect_room_meeting_a_new_outage_is_not_paused(store: Store) -> None:
+    # An outage ends during a pass (the room becomes a suspect), then a second one begins.
+    await queue(store, ["!a:x", "!b:x"], ["one"])
+    sender = ScriptedSender()
+    sender.failures["!a:x"] = [HomeserverUnavailable("connection refused") for _ in range(3)]
+    sending = dispatcher(store, sender)
+    original = sender.send_notice
+
+    async def second_outage(room_id: str, content: dict[str, Any], txn_id: str) -> str:
+        event_id = await original(room_id, content, txn_id)
+        if room_id == "!b:x":  # right after the other room got through, everything fails
+            for room in ("!a:x", "!b:x"):
+                sender.failures[room] = [HomeserverUnavailable("connection refused")] * 3
+        return event_id
+
+    sender.send_notice = second_outage  # type: ignore[method-assign]
+    assert await sending.drain() == 1
+    assert await store.paused_rooms() == []
+    assert await sending.drain() == 1  # the outage is over: the room's message goes through
+    assert [(room, body) for room, _, body in sender.sent] == [("!b:x", "one"), ("!a:x", "one")]
 
 
 async def test_an_outage_of_every_room_pauses_nothing(store: Store) -> None:

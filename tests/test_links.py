@@ -33,4 +33,4 @@ def test_web_link_strips_and_encodes() -> None:
 
 
 def test_web_link_refuses_overlong_links() -> None:
-    assert web_link("https://example.org/" + "a" * 3000) is None
+    assert web_link("https://example.org/" + "a" * 5000) is None
