@@ -1,0 +1,130 @@
+"""Commands in the events a sync leaves out of a busy room's timeline are still answered.
+
+A sync gives at most TIMELINE_LIMIT events per room and marks the timeline `limited`: after a
+restart, an outage or under a flood, the events before those are read back with /messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nio import AsyncClient
+
+from bot.catalogue import Catalogue
+from bot.commands import Commands
+from bot.config import Organisation, Region
+from bot.matrix import TIMELINE_LIMIT, MatrixBot
+from bot.store import Store
+from tests.synapse_server import SynapseServer
+from tests.test_matrix import Bots, Recorder, bots_on, replies_to, reply_of, room_with_bot
+
+FILLER = TIMELINE_LIMIT + 20  # more than one sync's timeline holds
+
+CATALOGUE = Catalogue(
+    {"france": Region("france", "France")},
+    {"april": Organisation("april", "April", "france", feeds=("https://april.example/rss",))},
+)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    db = await Store.open(tmp_path / "crieur.sqlite3")
+    await db.sync_feeds([("april", "https://april.example/rss")])
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def bots(synapse: SynapseServer, store: Store, tmp_path: Path) -> AsyncIterator[Bots]:
+    made = await bots_on(synapse, store, tmp_path / "data")
+    yield made
+    await made.stop_all()
+
+
+async def fast_client(synapse: SynapseServer, name: str) -> AsyncClient:
+    """A user whose messages are never rate limited, so a flood is sent at once."""
+    client = await synapse.client(name)
+    await synapse.exempt_from_rate_limits(client.user_id)
+    return client
+
+
+async def send_filler(client: AsyncClient, room_id: str, count: int, tag: str) -> None:
+    for n in range(count):
+        await SynapseServer.send_text(client, room_id, f"{tag} chatter {n}")
+
+
+def with_commands(bot: MatrixBot, store: Store) -> MatrixBot:
+    """Answer with the real command handler, as the application does."""
+    bot.on_command = Commands(
+        store,
+        CATALOGUE,
+        language="en",
+        prefix="!",
+        admins=(),
+        manage_power_level=50,
+        power_level=bot.power_level,
+    )
+    return bot
+
+
+async def test_command_left_out_of_a_sync_after_a_restart_is_answered_once_and_applied(
+    bots: Bots, synapse: SynapseServer, store: Store
+) -> None:
+    alice = await fast_client(synapse, "alice")  # the room's creator: a moderator
+    try:
+        room_id = await room_with_bot(alice, bots)
+        first = await bots.run(with_commands(bots.make(rooms=[room_id]), store))
+        hello = await SynapseServer.send_text(alice, room_id, "!help")
+        await SynapseServer.wait_for_messages(alice, room_id, replies_to(hello))
+        await bots.stop(first)
+
+        # While the bot is stopped: the command, then more chatter than a sync's timeline.
+        command = await SynapseServer.send_text(alice, room_id, "!subscribe april")
+        await send_filler(alice, room_id, FILLER, "stopped")
+
+        await bots.run(with_commands(bots.make(rooms=[room_id]), store))
+        await SynapseServer.wait_for_messages(alice, room_id, replies_to(command))
+        marker = await SynapseServer.send_text(alice, room_id, "!help")
+        events = await SynapseServer.wait_for_messages(alice, room_id, replies_to(marker))
+
+        assert [reply_of(event) for event in events].count(command) == 1
+        assert (await store.subscriptions(room_id)).organisations == ("april",)
+    finally:
+        await alice.close()
+
+
+async def test_commands_spread_through_a_long_gap_are_each_answered_once(
+    bots: Bots, synapse: SynapseServer
+) -> None:
+    # Several people, three commands each: within the per-person burst the bot answers.
+    people = [await fast_client(synapse, name) for name in ("alice", "bob", "carol")]
+    try:
+        room_id = await SynapseServer.create_room(people[0], invite=[bots.user_id, *people[1:]])
+        recorder = Recorder()
+        bot = bots.make(rooms=[room_id], on_command=recorder)
+        await bot.start()  # synced once; the sync loop is not running yet
+
+        # Over two pages of /messages, with the commands spread through it.
+        commands: list[str] = []
+        for round_ in range(3):
+            for person in people:
+                body = f"!ask {person.user_id} {round_}"
+                commands.append(await SynapseServer.send_text(person, room_id, body))
+                await send_filler(person, room_id, 20, f"round {round_}")
+        await send_filler(people[0], room_id, FILLER, "tail")
+
+        bots.loop(bot)
+        last = commands[-1]
+        await SynapseServer.wait_for_messages(people[0], room_id, replies_to(commands[0]))
+        await SynapseServer.wait_for_messages(people[0], room_id, replies_to(last))
+        marker = await SynapseServer.send_text(people[1], room_id, "!marker")
+        events = await SynapseServer.wait_for_messages(people[0], room_id, replies_to(marker))
+
+        assert [event_id for _, _, event_id, _ in recorder.calls] == [*commands, marker]
+        answered = [reply_of(event) for event in events]
+        assert all(answered.count(event_id) == 1 for event_id in commands)
+    finally:
+        for person in people:
+            await person.close()
