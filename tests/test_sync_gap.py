@@ -6,8 +6,10 @@ restart, an outage or under a flood, the events before those are read back with 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nio import AsyncClient, AsyncClientConfig, RoomSendResponse
@@ -20,6 +22,7 @@ from bot.matrix import TIMELINE_LIMIT, MatrixBot
 from bot.store import Store
 from tests.synapse_server import SynapseServer
 from tests.test_matrix import (
+    WAIT,
     Bots,
     Recorder,
     bots_on,
@@ -234,3 +237,50 @@ async def send_encrypted(client: AsyncClient, room_id: str, body: str) -> str:
     )
     assert isinstance(response, RoomSendResponse), response
     return str(response.event_id)
+
+
+async def test_a_gap_unreadable_during_an_outage_is_read_once_the_homeserver_is_back(
+    bots: Bots,
+    synapse: SynapseServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    alice = await fast_client(synapse, "alice")
+    try:
+        room_id = await room_with_bot(alice, bots)
+        recorder = Recorder()
+        bot = bots.make(rooms=[room_id], on_command=recorder)
+        await bot.start()
+        command = await SynapseServer.send_text(alice, room_id, "!during")
+        await send_filler(alice, room_id, FILLER, "busy")
+
+        # The homeserver goes away between the sync and the reading back of its gap.
+        client = bot._client
+        read_back = client.room_messages
+        stopped = asyncio.Event()
+
+        async def after_an_outage(*args: Any, **kwargs: Any) -> object:
+            if not stopped.is_set():
+                stopped.set()
+                await synapse.astop()
+            return await read_back(*args, **kwargs)
+
+        monkeypatch.setattr(client, "room_messages", after_an_outage)
+        bots.loop(bot)
+        await asyncio.wait_for(stopped.wait(), WAIT)
+
+        async def retrying() -> bool:
+            return "sync failed (read the events missed in" in caplog.text
+
+        await eventually(retrying)
+        await synapse.astart()
+        await SynapseServer.wait_for_messages(alice, room_id, replies_to(command))
+        marker = await SynapseServer.send_text(alice, room_id, "!marker")
+        events = await SynapseServer.wait_for_messages(alice, room_id, replies_to(marker))
+
+        assert recorder.bodies == ["!during", "!marker"]
+        assert [reply_of(event) for event in events].count(command) == 1
+    finally:
+        if not synapse.running:
+            await synapse.astart()
+        await alice.close()
