@@ -141,7 +141,7 @@ async def test_commands_spread_through_a_long_gap_are_each_answered_once(
             for person in people:
                 body = f"!ask {person.user_id} {round_}"
                 commands.append(await SynapseServer.send_text(person, room_id, body))
-                await send_filler(person, room_id, 20, f"round {round_}")
+                await send_filler(person, room_id, 12, f"round {round_}")
         await send_filler(people[0], room_id, FILLER, "tail")
 
         bots.loop(bot)
