@@ -857,7 +857,7 @@ class MatrixBot:
         full_state: bool = False,
         timeline_limit: int = TIMELINE_LIMIT,
     ) -> _Sync:
-        """One /sync; log in again once if the homeserver forgot our token."""
+        """One /sync, with the events it left out read back; log in again once if need be."""
 
         async def request() -> object:
             return await self._call(
