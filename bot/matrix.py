@@ -13,7 +13,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TypeAlias, TypeVar
 
@@ -29,9 +29,11 @@ from nio import (
     KeysQueryResponse,
     LocalProtocolError,
     LoginResponse,
+    MessageDirection,
     OlmTrustError,
     RoomGetEventResponse,
     RoomLeaveResponse,
+    RoomMessagesResponse,
     RoomSendResponse,
     SyncResponse,
     WhoamiResponse,
@@ -66,6 +68,10 @@ SYNC_MARGIN: Final = 30.0  # seconds on top of the long-poll before a sync count
 FIRST_SYNC_TIMEOUT: Final = 300.0  # a full-state sync of many rooms takes a while
 REQUEST_TIMEOUT: Final = 30.0  # any other request
 TIMELINE_LIMIT: Final = 50
+# A sync cuts a busy room's timeline to TIMELINE_LIMIT events; the events left out are read
+# back with /messages, in pages, up to a bound so that a flood cannot keep a sync going.
+GAP_PAGE: Final = 100
+MAX_GAP_EVENTS: Final = 500  # per room and sync; the older ones are skipped, with a warning
 BACKOFF_START: Final = 1.0
 BACKOFF_MAX: Final = 60.0
 # A failed sync is how the end of an outage is noticed (and /health recovers): keep it frequent.
@@ -128,6 +134,9 @@ class _Event:
 class _JoinedRoom:
     state: tuple[_Event, ...]  # state before the timeline
     timeline: tuple[_Event, ...]
+    # Set when the timeline was cut short: where the events left out end, for /messages.
+    prev_batch: str | None = None
+    gap: tuple[_Event, ...] = ()  # the events left out, oldest first, once read back
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,8 +242,13 @@ def _parse_sync(response: object, me: str) -> _Sync:
     rooms = getattr(response, "rooms", None)
     joined: dict[str, _JoinedRoom] = {}
     for room_id, info in _rooms(getattr(rooms, "join", None)):
-        timeline = getattr(getattr(info, "timeline", None), "events", None)
-        joined[room_id] = _JoinedRoom(_events(getattr(info, "state", None)), _events(timeline))
+        timeline = getattr(info, "timeline", None)
+        limited = getattr(timeline, "limited", False) is True
+        joined[room_id] = _JoinedRoom(
+            _events(getattr(info, "state", None)),
+            _events(getattr(timeline, "events", None)),
+            prev_batch=_text(getattr(timeline, "prev_batch", None)) if limited else None,
+        )
     invited = {
         room_id: _inviter(getattr(info, "invite_state", None), me)
         for room_id, info in _rooms(getattr(rooms, "invite", None))
@@ -863,7 +877,7 @@ class MatrixBot:
         full_state: bool = False,
         timeline_limit: int = TIMELINE_LIMIT,
     ) -> _Sync:
-        """One /sync; log in again once if the homeserver forgot our token."""
+        """One /sync, with the events it left out read back; log in again once if need be."""
 
         async def request() -> object:
             return await self._call(
@@ -885,7 +899,65 @@ class MatrixBot:
             response = await request()
             if not isinstance(response, SyncResponse):
                 raise _response_error("sync", response)
-        return _parse_sync(response, self._user_id)
+        sync = _parse_sync(response, self._user_id)
+        if since is None:
+            return sync  # a first sync ever: history is skipped anyway
+        return await self._fill_gaps(sync, since)
+
+    async def _fill_gaps(self, sync: _Sync, since: str) -> _Sync:
+        """Read back the events a sync left out of cut-short timelines since `since`.
+
+        A failure to read them (HomeserverUnavailable, RateLimited) fails the whole sync,
+        which is then retried from the same token: skipping the gap would lose its commands.
+        """
+        joined = dict(sync.joined)
+        for room_id, room in sync.joined.items():
+            if room.prev_batch is None or any(self._is_own_join(e) for e in room.timeline):
+                continue  # not cut short, or cut in the history before the bot's join
+            gap = await self._missed_events(room_id, room.prev_batch, since)
+            if gap:
+                joined[room_id] = replace(room, gap=gap)
+        return replace(sync, joined=joined)
+
+    async def _missed_events(self, room_id: str, start: str, end: str) -> tuple[_Event, ...]:
+        """The room's events from `start` back to `end` (a sync token), oldest first."""
+        what = f"read the events missed in {room_id}"
+        newest_first: list[_Event] = []
+        token = start
+        while len(newest_first) < MAX_GAP_EVENTS:
+            limit = min(GAP_PAGE, MAX_GAP_EVENTS - len(newest_first))
+            response = await self._call(
+                what,
+                self._client.room_messages(
+                    room_id, start=token, end=end, direction=MessageDirection.back, limit=limit
+                ),
+            )
+            if not isinstance(response, RoomMessagesResponse):
+                error = _response_error(what, response)
+                if isinstance(error, HomeserverUnavailable | RateLimited):
+                    raise error
+                # Refused for good (no permission to read back): retrying would not help.
+                log.warning("cannot %s: %s", what, error)
+                break
+            # nio has replaced the encrypted events it could decrypt, as in a sync.
+            page = _events(response.chunk)
+            for index, event in enumerate(page):
+                if self._is_own_join(event):
+                    # Older events are the history before the bot's join: not live.
+                    newest_first.extend(page[: index + 1])
+                    return tuple(reversed(newest_first))
+            newest_first.extend(page)
+            if not response.chunk or not response.end or response.end == token:
+                return tuple(reversed(newest_first))
+            token = response.end
+        log.warning(
+            "more than %d events arrived in %s since the last sync: only the newest %d "
+            "are read; commands among the older ones are not answered",
+            MAX_GAP_EVENTS,
+            room_id,
+            MAX_GAP_EVENTS,
+        )
+        return tuple(reversed(newest_first))
 
     async def _synced(self, sync: _Sync) -> None:
         """Record a processed sync's token, so nothing in it runs again after a restart."""
@@ -914,18 +986,33 @@ class MatrixBot:
         self, room_id: str, room: _JoinedRoom, now_joined: set[str], *, commands: bool
     ) -> None:
         self._pending_invites.pop(room_id, None)
-        replacement: str | None = None
+        # The events a cut-short timeline left out come first, handled as live ones; `state`
+        # is the state at the start of the timeline, after them.
+        replacement, gap_join = await self._walk(room_id, room.gap, commands=commands)
         for event in room.state:
             replacement = self._observe_state(room_id, event) or replacement
+        newer, own_join = await self._walk(room_id, room.timeline, commands=commands)
+        replacement = newer or replacement
+        own_join = own_join or gap_join
+        if own_join is not None and commands and self._encrypted.get(room_id):
+            await self._joined_encrypted(room_id, own_join)
+        if replacement is not None:
+            await self._follow_replacement(room_id, replacement, now_joined)
+
+    async def _walk(
+        self, room_id: str, events: Sequence[_Event], *, commands: bool
+    ) -> tuple[str | None, _Event | None]:
+        """Handle events in order; return a tombstone's replacement and the bot's own join."""
         # The first sync after a join carries the room's recent history up to the bot's join
-        # event: none of that is live. A timeline that starts after the join is all live.
+        # event: none of that is live. Events that start after the join are all live.
         live_from = 0
         own_join: _Event | None = None
-        for index, event in enumerate(room.timeline):
+        for index, event in enumerate(events):
             if self._is_own_join(event):
                 live_from = index + 1
                 own_join = event
-        for index, event in enumerate(room.timeline):
+        replacement: str | None = None
+        for index, event in enumerate(events):
             if event.state_key is not None:
                 replacement = self._observe_state(room_id, event) or replacement
             elif event.type == "m.room.encrypted":
@@ -934,10 +1021,7 @@ class MatrixBot:
                     self._undecryptable(room_id, event)
             elif commands and index >= live_from and self._is_command(event):
                 await self._run_command(room_id, event)
-        if own_join is not None and commands and self._encrypted.get(room_id):
-            await self._joined_encrypted(room_id, own_join)
-        if replacement is not None:
-            await self._follow_replacement(room_id, replacement, now_joined)
+        return replacement, own_join
 
     def _is_own_join(self, event: _Event) -> bool:
         return (

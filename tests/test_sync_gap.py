@@ -1,0 +1,286 @@
+"""Commands in the events a sync leaves out of a busy room's timeline are still answered.
+
+A sync gives at most TIMELINE_LIMIT events per room and marks the timeline `limited`: after a
+restart, an outage or under a flood, the events before those are read back with /messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nio import AsyncClient, AsyncClientConfig, RoomSendResponse
+
+from bot import matrix
+from bot.catalogue import Catalogue
+from bot.commands import Commands
+from bot.config import Organisation, Region
+from bot.matrix import TIMELINE_LIMIT, MatrixBot
+from bot.store import Store
+from tests.synapse_server import SynapseServer
+from tests.test_matrix import (
+    WAIT,
+    Bots,
+    Recorder,
+    bots_on,
+    eventually,
+    joined,
+    needs_e2e,
+    replies_to,
+    reply_of,
+    room_with_bot,
+)
+
+FILLER = TIMELINE_LIMIT + 20  # more than one sync's timeline holds
+
+CATALOGUE = Catalogue(
+    {"france": Region("france", "France")},
+    {"april": Organisation("april", "April", "france", feeds=("https://april.example/rss",))},
+)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    db = await Store.open(tmp_path / "crieur.sqlite3")
+    await db.sync_feeds([("april", "https://april.example/rss")])
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def bots(synapse: SynapseServer, store: Store, tmp_path: Path) -> AsyncIterator[Bots]:
+    made = await bots_on(synapse, store, tmp_path / "data")
+    yield made
+    await made.stop_all()
+
+
+async def fast_client(synapse: SynapseServer, name: str) -> AsyncClient:
+    """A user whose messages are never rate limited, so a flood is sent at once."""
+    client = await synapse.client(name)
+    await synapse.exempt_from_rate_limits(client.user_id)
+    return client
+
+
+async def send_filler(client: AsyncClient, room_id: str, count: int, tag: str) -> None:
+    for n in range(count):
+        await SynapseServer.send_text(client, room_id, f"{tag} chatter {n}")
+
+
+def with_commands(bot: MatrixBot, store: Store) -> list[str]:
+    """Answer with the real command handler, as the application does; return the events run."""
+    commands = Commands(
+        store,
+        CATALOGUE,
+        language="en",
+        prefix="!",
+        admins=(),
+        manage_power_level=50,
+        power_level=bot.power_level,
+    )
+    ran: list[str] = []
+
+    async def handler(
+        room_id: str, sender: str, event_id: str, body: str
+    ) -> tuple[str, str | None] | None:
+        ran.append(event_id)
+        return await commands(room_id, sender, event_id, body)
+
+    bot.on_command = handler
+    return ran
+
+
+async def test_command_left_out_of_a_sync_after_a_restart_is_answered_once_and_applied(
+    bots: Bots, synapse: SynapseServer, store: Store
+) -> None:
+    alice = await fast_client(synapse, "alice")  # the room's creator: a moderator
+    try:
+        room_id = await room_with_bot(alice, bots)
+        first = bots.make(rooms=[room_id])
+        with_commands(first, store)
+        await bots.run(first)
+        hello = await SynapseServer.send_text(alice, room_id, "!help")
+        await SynapseServer.wait_for_messages(alice, room_id, replies_to(hello))
+        await bots.stop(first)
+
+        # While the bot is stopped: the command, then more chatter than a sync's timeline.
+        command = await SynapseServer.send_text(alice, room_id, "!subscribe april")
+        await send_filler(alice, room_id, FILLER, "stopped")
+
+        second = bots.make(rooms=[room_id])
+        ran = with_commands(second, store)
+        await bots.run(second)
+        await SynapseServer.wait_for_messages(alice, room_id, replies_to(command))
+        marker = await SynapseServer.send_text(alice, room_id, "!help")
+        events = await SynapseServer.wait_for_messages(alice, room_id, replies_to(marker))
+
+        # Read back to where the last run stopped, not further: the first !help is not rerun.
+        assert ran == [command, marker]
+        assert [reply_of(event) for event in events].count(command) == 1
+        assert (await store.subscriptions(room_id)).organisations == ("april",)
+    finally:
+        await alice.close()
+
+
+async def test_commands_spread_through_a_long_gap_are_each_answered_once(
+    bots: Bots, synapse: SynapseServer
+) -> None:
+    # Several people, three commands each: within the per-person burst the bot answers.
+    people = [await fast_client(synapse, name) for name in ("alice", "bob", "carol")]
+    try:
+        room_id = await SynapseServer.create_room(people[0], invite=[bots.user_id, *people[1:]])
+        recorder = Recorder()
+        bot = bots.make(rooms=[room_id], on_command=recorder)
+        await bot.start()  # synced once; the sync loop is not running yet
+
+        # Over two pages of /messages, with the commands spread through it.
+        commands: list[str] = []
+        for round_ in range(3):
+            for person in people:
+                body = f"!ask {person.user_id} {round_}"
+                commands.append(await SynapseServer.send_text(person, room_id, body))
+                await send_filler(person, room_id, 12, f"round {round_}")
+        await send_filler(people[0], room_id, FILLER, "tail")
+
+        bots.loop(bot)
+        last = commands[-1]
+        await SynapseServer.wait_for_messages(people[0], room_id, replies_to(commands[0]))
+        await SynapseServer.wait_for_messages(people[0], room_id, replies_to(last))
+        marker = await SynapseServer.send_text(people[1], room_id, "!marker")
+        events = await SynapseServer.wait_for_messages(people[0], room_id, replies_to(marker))
+
+        assert [event_id for _, _, event_id, _ in recorder.calls] == [*commands, marker]
+        answered = [reply_of(event) for event in events]
+        assert all(answered.count(event_id) == 1 for event_id in commands)
+    finally:
+        for person in people:
+            await person.close()
+
+
+async def test_a_gap_longer_than_the_bound_is_read_back_up_to_the_bound(
+    bots: Bots,
+    synapse: SynapseServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The gap below holds 52 events (102 sent, the last 50 in the sync): !recent is among its
+    # newest 30, !too-old is not.
+    monkeypatch.setattr(matrix, "MAX_GAP_EVENTS", 30)
+    alice = await fast_client(synapse, "alice")
+    try:
+        room_id = await room_with_bot(alice, bots)
+        recorder = Recorder()
+        bot = bots.make(rooms=[room_id], on_command=recorder)
+        await bot.start()
+
+        await SynapseServer.send_text(alice, room_id, "!too-old")
+        await send_filler(alice, room_id, 40, "old")
+        recent = await SynapseServer.send_text(alice, room_id, "!recent")
+        await send_filler(alice, room_id, TIMELINE_LIMIT + 10, "new")
+
+        bots.loop(bot)
+        await SynapseServer.wait_for_messages(alice, room_id, replies_to(recent))
+        marker = await SynapseServer.send_text(alice, room_id, "!marker")
+        await SynapseServer.wait_for_messages(alice, room_id, replies_to(marker))
+
+        assert recorder.bodies == ["!recent", "!marker"]
+        assert "only the newest" in caplog.text
+    finally:
+        await alice.close()
+
+
+@needs_e2e
+async def test_command_left_out_of_an_encrypted_room_is_decrypted_and_answered(
+    bots: Bots, synapse: SynapseServer
+) -> None:
+    account = await synapse.register_account(synapse.unique_localpart("alice"))
+    await synapse.exempt_from_rate_limits(account.user_id)
+    alice = synapse.client_for(
+        account, AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False)
+    )
+    try:
+        await alice.sync(timeout=0)
+        await alice.keys_upload()
+        room_id = await room_with_bot(alice, bots, encrypted=True)
+        first = await bots.run(bots.make(rooms=[room_id], on_command=Recorder(), encryption=True))
+        await joined(alice, room_id, bots.user_id)
+        await bots.stop(first)
+
+        # While the bot is stopped; its device is known, so the room key goes to it.
+        await alice.sync(timeout=0)
+        command = await send_encrypted(alice, room_id, "!gap")
+        for n in range(FILLER):
+            await send_encrypted(alice, room_id, f"chatter {n}")
+
+        recorder = Recorder()
+        await bots.run(bots.make(rooms=[room_id], on_command=recorder, encryption=True))
+
+        async def answered() -> bool:
+            await alice.sync(timeout=0)
+            events = await SynapseServer.timeline(alice, room_id)
+            return any(reply_of(event) == command and event.decrypted for event in events)
+
+        await eventually(answered)
+        assert recorder.bodies == ["!gap"]
+    finally:
+        await alice.close()
+
+
+async def send_encrypted(client: AsyncClient, room_id: str, body: str) -> str:
+    response = await client.room_send(
+        room_id,
+        "m.room.message",
+        {"msgtype": "m.text", "body": body},
+        ignore_unverified_devices=True,
+    )
+    assert isinstance(response, RoomSendResponse), response
+    return str(response.event_id)
+
+
+async def test_a_gap_unreadable_during_an_outage_is_read_once_the_homeserver_is_back(
+    bots: Bots,
+    synapse: SynapseServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    alice = await fast_client(synapse, "alice")
+    try:
+        room_id = await room_with_bot(alice, bots)
+        recorder = Recorder()
+        bot = bots.make(rooms=[room_id], on_command=recorder)
+        await bot.start()
+        command = await SynapseServer.send_text(alice, room_id, "!during")
+        await send_filler(alice, room_id, FILLER, "busy")
+
+        # The homeserver goes away between the sync and the reading back of its gap.
+        client = bot._client
+        read_back = client.room_messages
+        stopped = asyncio.Event()
+
+        async def after_an_outage(*args: Any, **kwargs: Any) -> object:
+            if not stopped.is_set():
+                stopped.set()
+                await synapse.astop()
+            return await read_back(*args, **kwargs)
+
+        monkeypatch.setattr(client, "room_messages", after_an_outage)
+        bots.loop(bot)
+        await asyncio.wait_for(stopped.wait(), WAIT)
+
+        async def retrying() -> bool:
+            return "sync failed (read the events missed in" in caplog.text
+
+        await eventually(retrying)
+        await synapse.astart()
+        await SynapseServer.wait_for_messages(alice, room_id, replies_to(command))
+        marker = await SynapseServer.send_text(alice, room_id, "!marker")
+        events = await SynapseServer.wait_for_messages(alice, room_id, replies_to(marker))
+
+        assert recorder.bodies == ["!during", "!marker"]
+        assert [reply_of(event) for event in events].count(command) == 1
+    finally:
+        if not synapse.running:
+            await synapse.astart()
+        await alice.close()
