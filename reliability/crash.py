@@ -254,7 +254,7 @@ def _rows(
     twice = sum(count - 1 for count in answers.values() if count > 1)
     return [
         Row(
-            "crash: SIGKILL during delivery",
+            "1a. crash: SIGKILL during delivery",
             counts.delivery_kills,
             delivery.expected,
             delivery.lost,
@@ -266,7 +266,7 @@ def _rows(
             f"deduplicated by its transaction id); {delivery.describe()}; random seed {seed}",
         ),
         Row(
-            "crash: SIGKILL during a poll, between fetch and store",
+            "1b. crash: SIGKILL during a poll, between fetch and store",
             counts.poll_kills,
             later.expected,
             later.lost,
@@ -278,7 +278,7 @@ def _rows(
             f"{later.describe()}",
         ),
         Row(
-            "crash: SIGKILL during a command",
+            "1c. crash: SIGKILL during a command",
             counts.command_kills,
             len(answers),
             unanswered,

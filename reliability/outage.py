@@ -80,7 +80,7 @@ async def run(
 ) -> tuple[Row, Health, bool]:
     """Stop Synapse mid-delivery, start it again, count what the rooms received; also return
     what /health said and whether the bot logged that its sync works again."""
-    name = f"outage: Synapse down {counts.outage:.0f} s mid-delivery"
+    name = f"2. outage: Synapse down {counts.outage:.0f} s mid-delivery"
     deployment = await Deployment.create(
         synapse, feed_server, workdir / "outage", unhealthy_after=counts.unhealthy_after
     )

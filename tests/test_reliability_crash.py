@@ -16,9 +16,9 @@ async def test_sigkills_lose_nothing_duplicate_nothing_and_keep_the_order(
     rows = await crash.run(synapse, feed_server, tmp_path, crash.SHORT)
 
     assert [row.scenario for row in rows] == [
-        "crash: SIGKILL during delivery",
-        "crash: SIGKILL during a poll, between fetch and store",
-        "crash: SIGKILL during a command",
+        "1a. crash: SIGKILL during delivery",
+        "1b. crash: SIGKILL during a poll, between fetch and store",
+        "1c. crash: SIGKILL during a command",
     ]
     for row in rows:
         assert (row.lost, row.duplicated, row.crashes) == (0, 0, 0), row
