@@ -440,7 +440,9 @@ def method(results: Results, plan: Plan) -> list[str]:
             "same order and with the same concurrency: one message at a time, as the "
             "dispatcher sends. Rendering, the room-state check and marking each row sent are "
             "timed. Each side first sends one untimed message to each room (log-in, state "
-            f"reads, connections). {plan.delivery_repeats} round each way."
+            f"reads, connections). {plan.delivery_repeats} round each way. The rooms are "
+            "unencrypted and the bot runs with `matrix.encryption: false`, as the bare loop "
+            "sends plain events."
         )
     if (memory := results.memory) is not None:
         lines.append(

@@ -56,6 +56,8 @@ def config_data(
             "user_id": user_id,
             "password": password,
             "device_name": "crieur-bench",
+            # The rooms are unencrypted and the baselines send plain events: measured alike.
+            "encryption": False,
         },
         "database": str(database),
         "language": "fr",
