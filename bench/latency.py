@@ -18,12 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from nio import AsyncClient, JoinResponse, RoomSendResponse, SyncResponse
+from nio import AsyncClient, JoinResponse, RoomSendResponse
 
 from bench.catalogue import config_data, load, region_slug
 from bench.farm import ITEMS, Farm, item_tag
 from bench.measure import median, progress
-from bench.synapse import Synapse, create_room, room_filter, sync_token, wait_for_message
+from bench.synapse import (
+    Synapse,
+    create_room,
+    messages_of,
+    sync_token,
+    wait_for_message,
+)
 from bot.app import run_bot
 
 T = TypeVar("T")
@@ -98,17 +104,8 @@ async def _watch(
     reader: AsyncClient, room_id: str, since: str, sender: str, seen: dict[str, float]
 ) -> None:
     """Long-poll the room forever, noting when each message of `sender` was first seen."""
-    while True:
-        response = await reader.sync(timeout=30_000, since=since, sync_filter=room_filter(room_id))
-        now = time.time()
-        if not isinstance(response, SyncResponse):
-            raise RuntimeError(f"sync failed: {response}")
-        since = str(response.next_batch)
-        room = response.rooms.join.get(room_id)
-        for event in room.timeline.events if room is not None else ():
-            body = event.source.get("content", {}).get("body", "")
-            if event.sender == sender and isinstance(body, str):
-                seen.setdefault(body, now)
+    async for body, now in messages_of(reader, room_id, since, sender):
+        seen.setdefault(body, now)
 
 
 def _seen_at(seen: dict[str, float], needle: str) -> float | None:

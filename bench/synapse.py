@@ -7,6 +7,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -104,10 +105,10 @@ async def sync_token(client: AsyncClient, room_id: str) -> str:
     return str(response.next_batch)
 
 
-async def wait_for_message(
-    client: AsyncClient, room_id: str, since: str, sender: str, needle: str
-) -> float:
-    """Long-poll until `sender` posts a message containing `needle`; return when it was seen."""
+async def messages_of(
+    client: AsyncClient, room_id: str, since: str, sender: str
+) -> AsyncIterator[tuple[str, float]]:
+    """Long-poll the room forever: each message body of `sender`, with when it was seen."""
     while True:
         response = await client.sync(timeout=30_000, since=since, sync_filter=room_filter(room_id))
         seen = time.time()
@@ -117,5 +118,15 @@ async def wait_for_message(
         room = response.rooms.join.get(room_id)
         for event in room.timeline.events if room is not None else ():
             body = event.source.get("content", {}).get("body", "")
-            if event.sender == sender and isinstance(body, str) and needle in body:
-                return seen
+            if event.sender == sender and isinstance(body, str):
+                yield body, seen
+
+
+async def wait_for_message(
+    client: AsyncClient, room_id: str, since: str, sender: str, needle: str
+) -> float:
+    """Long-poll until `sender` posts a message containing `needle`; return when it was seen."""
+    async for body, seen in messages_of(client, room_id, since, sender):
+        if needle in body:
+            return seen
+    raise AssertionError("unreachable: the messages never end")
