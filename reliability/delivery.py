@@ -23,8 +23,9 @@ from tests.e2e_support import (
     bot_account,
     content,
     eventually,
+    matrix_section,
     posts_from,
-    unless_stopped,
+    unless_processes_exit,
     write_config,
 )
 from tests.feed_server import FeedServer, rss
@@ -178,15 +179,7 @@ class Deployment:
 
     def _configure(self, unhealthy_after: str | None) -> None:
         data: dict[str, Any] = {
-            "matrix": {
-                "homeserver": self.synapse.base_url,
-                "user_id": self.account.user_id,
-                "password": self.account.password,
-                "device_name": "crieur",
-                "admins": [],
-                "manage_power_level": 50,
-                "accept_invites_from": [],
-            },
+            "matrix": {**matrix_section(self.synapse, self.account), "accept_invites_from": []},
             "database": "data/crieur.sqlite3",
             "language": "en",
             "polling": {
@@ -261,12 +254,7 @@ class Deployment:
 
     async def guard(self, awaitable: Awaitable[T]) -> T:
         """Await, failing at once (with the log) if a running `crieur run` exits by itself."""
-        running = [process for process in self.processes if not process.exited]
-        watched = [process.ended for process in running if process.ended is not None]
-        try:
-            return await unless_stopped(awaitable, watched)
-        except AssertionError as error:
-            raise AssertionError(f"crieur run exited by itself:\n{self.crash_logs()}") from error
+        return await unless_processes_exit(awaitable, self.processes, self.crash_logs)
 
     async def wait_log(
         self,

@@ -18,7 +18,15 @@ from typing import Any
 
 from nio import AsyncClient, Event
 
-from tests.e2e_support import CrieurProcess, bot_account, content, reply_of, sender, write_config
+from tests.e2e_support import (
+    CrieurProcess,
+    bot_account,
+    content,
+    matrix_section,
+    reply_of,
+    sender,
+    write_config,
+)
 from tests.feed_server import FeedServer, rss
 from tests.synapse_server import Account, SynapseServer
 
@@ -111,14 +119,7 @@ class Deployment:
     ) -> Path:
         """Write a configuration: `regions` maps each region to its rooms."""
         data: dict[str, Any] = {
-            "matrix": {
-                "homeserver": self.synapse.base_url,
-                "user_id": self.account.user_id,
-                "password": self.account.password,
-                "device_name": "crieur",
-                "admins": [],
-                "manage_power_level": 50,
-            },
+            "matrix": matrix_section(self.synapse, self.account),
             "database": str(self.database),
             "language": "en",
             "polling": {

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from nio import AsyncClient, Event, RoomGetStateEventResponse
+from nio import AsyncClient, Event, RoomGetStateEventResponse, RoomSendResponse
 
 from bot.app import run_bot
 from bot.config import Config, parse_config
@@ -168,6 +168,18 @@ class Feeds:
 # -- configuration -------------------------------------------------------------------------------
 
 
+def matrix_section(synapse: SynapseServer, account: Account) -> dict[str, Any]:
+    """The `matrix` part of a configuration for `account` on `synapse`, nobody an admin."""
+    return {
+        "homeserver": synapse.base_url,
+        "user_id": account.user_id,
+        "password": account.password,
+        "device_name": "crieur",
+        "admins": [],
+        "manage_power_level": 50,
+    }
+
+
 def config_data(
     *,
     synapse: SynapseServer,
@@ -192,12 +204,7 @@ def config_data(
             regions[slug]["rooms"] = list(rooms[slug])
     data: dict[str, Any] = {
         "matrix": {
-            "homeserver": synapse.base_url,
-            "user_id": account.user_id,
-            "password": account.password,
-            "device_name": "crieur",
-            "admins": [],
-            "manage_power_level": 50,
+            **matrix_section(synapse, account),
             "accept_invites_from": list(accept_invites_from),
         },
         "database": str(database),
@@ -483,6 +490,30 @@ async def unless_stopped(awaitable: Awaitable[T], watched: Iterable[asyncio.Futu
     ended = next(bot for bot in bots if bot.done())
     error = None if ended.cancelled() else ended.exception()
     raise AssertionError(f"the bot stopped by itself ({error!r})") from error
+
+
+async def unless_processes_exit(
+    awaitable: Awaitable[T], processes: Iterable[CrieurProcess], logs: Callable[[], str]
+) -> T:
+    """Await `awaitable`, failing at once with `logs()` if a running `crieur run` exits."""
+    running = [process for process in processes if not process.exited]
+    watched = [process.ended for process in running if process.ended is not None]
+    try:
+        return await unless_stopped(awaitable, watched)
+    except AssertionError as error:
+        raise AssertionError(f"crieur run exited by itself:\n{logs()}") from error
+
+
+async def send_encrypted(client: AsyncClient, room_id: str, body: str) -> str:
+    """Send a text message, encrypted if the room is; return its event id."""
+    response = await client.room_send(
+        room_id,
+        "m.room.message",
+        {"msgtype": "m.text", "body": body},
+        ignore_unverified_devices=True,
+    )
+    assert isinstance(response, RoomSendResponse), response
+    return str(response.event_id)
 
 
 # -- rooms ---------------------------------------------------------------------------------------

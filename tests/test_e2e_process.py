@@ -24,7 +24,7 @@ from tests.e2e_support import (
     config_data,
     posts_from,
     titles_posted,
-    unless_stopped,
+    unless_processes_exit,
     write_config,
 )
 from tests.feed_server import FeedServer
@@ -72,13 +72,10 @@ class Deployment(BotWaits):
     # Waits that fail at once, with the log, if `crieur run` exits by itself meanwhile.
 
     async def guard(self, awaitable: Awaitable[T]) -> T:
-        running = [process for process in self.processes if not process.exited]
-        watched = [process.ended for process in running if process.ended is not None]
-        try:
-            return await unless_stopped(awaitable, watched)
-        except AssertionError as error:
-            logs = "\n".join(process.log for process in running if process.exited)
-            raise AssertionError(f"crieur run exited by itself:\n{logs}") from error
+        def logs() -> str:
+            return "\n".join(process.log for process in self.processes if process.exited)
+
+        return await unless_processes_exit(awaitable, self.processes, logs)
 
     def stored_value(self, key: str) -> str | None:
         with sqlite3.connect(self.database) as db:

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from nio import AsyncClient, AsyncClientConfig, Event, RoomSendResponse
+from nio import AsyncClient, AsyncClientConfig, Event
 from nio.crypto import ENCRYPTION_ENABLED
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -43,6 +43,7 @@ from tests.e2e_support import (
     eventually,
     load,
     reply_of,
+    send_encrypted,
     sender,
     unless_stopped,
     wait_for_membership,
@@ -129,14 +130,7 @@ class Person:
     async def send(self, room_id: str, body: str) -> str:
         """Send an encrypted text message; return its event id."""
         await self.sync()
-        response = await self.client.room_send(
-            room_id,
-            "m.room.message",
-            {"msgtype": "m.text", "body": body},
-            ignore_unverified_devices=True,
-        )
-        assert isinstance(response, RoomSendResponse), response
-        return str(response.event_id)
+        return await send_encrypted(self.client, room_id, body)
 
     async def decrypted(self, room_id: str, bot: str) -> list[Event]:
         """The bot's messages in the room that this client decrypted, oldest first."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nio import AsyncClient, AsyncClientConfig, RoomSendResponse
+from nio import AsyncClient, AsyncClientConfig
 
 from bot import matrix
 from bot.catalogue import Catalogue
@@ -20,6 +20,7 @@ from bot.commands import Commands
 from bot.config import Organisation, Region
 from bot.matrix import TIMELINE_LIMIT, MatrixBot
 from bot.store import Store
+from tests.e2e_support import send_encrypted
 from tests.synapse_server import SynapseServer
 from tests.test_matrix import (
     WAIT,
@@ -226,17 +227,6 @@ async def test_command_left_out_of_an_encrypted_room_is_decrypted_and_answered(
         assert recorder.bodies == ["!gap"]
     finally:
         await alice.close()
-
-
-async def send_encrypted(client: AsyncClient, room_id: str, body: str) -> str:
-    response = await client.room_send(
-        room_id,
-        "m.room.message",
-        {"msgtype": "m.text", "body": body},
-        ignore_unverified_devices=True,
-    )
-    assert isinstance(response, RoomSendResponse), response
-    return str(response.event_id)
 
 
 async def test_a_gap_unreadable_during_an_outage_is_read_once_the_homeserver_is_back(
