@@ -23,7 +23,7 @@ from bot.config import Config
 from bot.fetcher import Fetcher
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline
-from bot.scheduler import Scheduler, next_slot
+from bot.scheduler import PollTiming, Scheduler, next_slot
 from bot.store import FeedState, Store
 
 CHANGED = 0.05  # the default share of feeds with a new item at each cycle
@@ -81,6 +81,7 @@ class CrieurPoller:
             self._fetcher,
             config.organisations,
             config.polling,
+            timing=PollTiming(config.organisations, config.polling),
             clock=self.clock,
             listeners=(metrics.observe_poll,),
         )

@@ -21,7 +21,7 @@ from .logs import RedactSecrets
 from .matrix import KEY_ACCESS_TOKEN, MatrixBot
 from .metrics import CountingSender, Metrics
 from .pipeline import Pipeline, PollOutcome
-from .scheduler import Scheduler
+from .scheduler import PollTiming, Scheduler
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ async def _serve(
         fetcher,
         config.organisations,
         config.polling,
+        timing=PollTiming(config.organisations, config.polling),
         clock=time.time,
         listeners=(wake_dispatcher, metrics.observe_poll),
     )

@@ -20,6 +20,7 @@ from .fetcher import Fetcher
 from .logs import RedactSecrets, setup_logging
 from .opml import opml_to_yaml, read_opml, write_opml
 from .pipeline import Pipeline, PollOutcome
+from .scheduler import PollTiming
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,14 @@ async def fetch_once(
         await store.sync_feeds(
             (org.slug, url) for org in config.organisations.values() for url in org.feeds
         )
-        pipeline = Pipeline(store, fetcher, config.organisations, config.polling, clock=time.time)
+        pipeline = Pipeline(
+            store,
+            fetcher,
+            config.organisations,
+            config.polling,
+            timing=PollTiming(config.organisations, config.polling),
+            clock=time.time,
+        )
         feeds = await store.feeds(organisations)
         return list(await asyncio.gather(*(pipeline.poll(feed) for feed in feeds)))
 

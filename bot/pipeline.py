@@ -14,12 +14,19 @@ from .config import Organisation, PollingConfig
 from .errors import FetchError, ParseError
 from .model import FetchResult
 from .parser import parse
-from .scheduler import backoff_delay, next_slot
 from .store import FeedState, PollRecord, Store
 
 log = logging.getLogger(__name__)
 
 Status = Literal["new", "seeded", "unchanged", "not_modified", "error"]
+
+
+class Timing(Protocol):
+    """When a feed is polled next; the scheduler's policy."""
+
+    def after_success(self, feed: FeedState, now: float) -> float: ...
+
+    def after_failure(self, feed: FeedState, now: float, retry_after: float | None) -> float: ...
 
 
 class FeedFetcher(Protocol):
@@ -54,6 +61,7 @@ class Pipeline:
         organisations: Mapping[str, Organisation],
         polling: PollingConfig,
         *,
+        timing: Timing,
         clock: Callable[[], float] = time.time,
         listeners: tuple[PollListener, ...] = (),
     ) -> None:
@@ -61,15 +69,9 @@ class Pipeline:
         self._fetcher = fetcher
         self._organisations = organisations
         self._polling = polling
+        self._timing = timing
         self._clock = clock
         self._listeners = listeners
-
-    def interval(self, feed: FeedState) -> float:
-        """Return how often this feed is polled."""
-        organisation = self._organisations.get(feed.organisation)
-        if organisation is not None and organisation.interval is not None:
-            return organisation.interval
-        return self._polling.interval
 
     async def poll(self, feed: FeedState) -> PollOutcome:
         """Poll one feed once and record the outcome."""
@@ -87,15 +89,14 @@ class Pipeline:
         if organisation is None:
             # The configuration dropped it while a poll was queued.
             return PollOutcome(feed, "error", error="organisation no longer configured")
-        interval = self.interval(feed)
         try:
             result = await self._fetcher.fetch(
                 feed.url, etag=feed.etag, last_modified=feed.last_modified
             )
         except FetchError as error:
-            return await self._failed(feed, interval, error.message, error.retry_after)
+            return await self._failed(feed, error.message, error.retry_after)
         now = self._clock()
-        next_poll = next_slot(feed.config_url, now, interval)
+        next_poll = self._timing.after_success(feed, now)
         new_url = result.permanent_url
         if new_url:
             log.info("feed %s moved permanently to %s", feed.url, new_url)
@@ -116,7 +117,7 @@ class Pipeline:
             # feedparser is CPU-bound: keep it off the event loop.
             entries = await asyncio.to_thread(parse, result.body, feed_url=new_url or feed.url)
         except ParseError as error:
-            return await self._failed(feed, interval, str(error), None)
+            return await self._failed(feed, str(error), None)
         record = await self._store.record_poll(
             feed,
             organisation.region,
@@ -149,12 +150,12 @@ class Pipeline:
         return PollOutcome(feed, "unchanged", record)
 
     async def _failed(
-        self, feed: FeedState, interval: float, message: str, retry_after: float | None
+        self, feed: FeedState, message: str, retry_after: float | None
     ) -> PollOutcome:
         now = self._clock()
-        delay = backoff_delay(feed.error_count + 1, interval, retry_after=retry_after)
+        next_poll = self._timing.after_failure(feed, now, retry_after)
         errors = await self._store.record_failure(
-            feed.id, now=now, error=message, next_poll=now + delay
+            feed.id, now=now, error=message, next_poll=next_poll
         )
         log.warning(
             "feed %s (%s) failed %d time(s) in a row: %s; next try in %.0f s",
@@ -162,6 +163,6 @@ class Pipeline:
             feed.organisation,
             errors,
             message,
-            delay,
+            next_poll - now,
         )
         return PollOutcome(feed, "error", error=message)

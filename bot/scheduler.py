@@ -8,8 +8,9 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
+from .config import Organisation, PollingConfig
 from .errors import StoreError
 from .store import FeedState, Store
 
@@ -53,6 +54,38 @@ def backoff_delay(
         # A server's explicit Retry-After wins over our guess, within the cap.
         delay = max(delay, min(retry_after, MAX_BACKOFF))
     return delay
+
+
+class PollTiming:
+    """When a feed is polled next: on its own slot after a success, later after a failure."""
+
+    def __init__(
+        self,
+        organisations: Mapping[str, Organisation],
+        polling: PollingConfig,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._organisations = organisations
+        self._polling = polling
+        self._rng = rng
+
+    def interval(self, feed: FeedState) -> float:
+        """Return how often this feed is polled."""
+        organisation = self._organisations.get(feed.organisation)
+        if organisation is not None and organisation.interval is not None:
+            return organisation.interval
+        return self._polling.interval
+
+    def after_success(self, feed: FeedState, now: float) -> float:
+        """Return when to poll a feed that answered at `now`."""
+        return next_slot(feed.config_url, now, self.interval(feed))
+
+    def after_failure(self, feed: FeedState, now: float, retry_after: float | None) -> float:
+        """Return when to poll again a feed whose poll at `now` failed once more."""
+        errors = feed.error_count + 1
+        delay = backoff_delay(errors, self.interval(feed), retry_after=retry_after, rng=self._rng)
+        return now + delay
 
 
 PollOne = Callable[[FeedState], Awaitable[object]]

@@ -22,6 +22,7 @@ from bot.health import HealthProbe, HttpServer, parse_listen, serve
 from bot.metrics import CountingSender, Metrics
 from bot.model import Delivery
 from bot.pipeline import Pipeline
+from bot.scheduler import PollTiming
 from bot.store import Store
 from tests.feed_server import FeedServer, rss
 
@@ -103,6 +104,7 @@ class Bench:
                 fetcher,
                 organisations,
                 self.polling,
+                timing=PollTiming(organisations, self.polling),
                 clock=self.clock,
                 listeners=(self.metrics.observe_poll,),
             )

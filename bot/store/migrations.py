@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import aiosqlite
 
-from .errors import StoreError
+from ..errors import StoreError
 
 log = logging.getLogger(__name__)
 

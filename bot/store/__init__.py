@@ -1,0 +1,54 @@
+"""SQLite store: one repository per concern over one connection; all the SQL lives here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+from .database import Database, KeyValues
+from .entries import Entries, PollRecord
+from .feeds import Feeds, FeedState
+from .outbox import Outbox
+from .rooms import FollowKind, Rooms, RoomState, Subscriptions
+
+__all__ = [
+    "Database",
+    "FeedState",
+    "FollowKind",
+    "PollRecord",
+    "RoomState",
+    "Store",
+    "Subscriptions",
+]
+
+
+class Store(Feeds, Entries, Rooms, Outbox, KeyValues):
+    """The bot's database: every repository's methods, over one shared connection."""
+
+    # One object with each concern's methods, rather than store.feeds.…, store.rooms.…: the
+    # repositories are separate classes, the rest of the code keeps one thing to be given.
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Store:
+        """Open (creating if needed) and migrate the database at `path` (or ':memory:')."""
+        return cls(await Database.open(path))
+
+    @classmethod
+    async def open_copy(cls, path: Path | str) -> Store:
+        """Open an in-memory copy of the database at `path`, so nothing touches the file."""
+        return cls(await Database.open_copy(path))
+
+    async def close(self) -> None:
+        """Write what is pending and close the connection."""
+        await self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,141 @@
+"""Entries: a parsed poll recorded with its outbox rows in one transaction; the latest news."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from ..model import Entry
+from ..posting import plan_posting, target_rooms
+from .database import Repository
+from .feeds import FeedState
+from .outbox import queue_deliveries
+from .rooms import audience
+from .rows import entry_from_row, epoch
+
+_KEYS_PER_QUERY = 500  # SQLite builds may cap bound parameters at 999
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    """What a successful poll wrote."""
+
+    new_entries: tuple[Entry, ...]  # unseen entries, oldest first
+    seeded: bool  # first fetch of the feed: recorded, nothing posted
+    posted: tuple[Entry, ...]  # entries that got outbox rows
+    too_old: int  # new entries older than max_age: recorded, not posted
+    digested: int  # new entries beyond max_posts_per_poll, summed up in one line
+    deliveries: int  # outbox rows added
+
+
+async def _insert_unseen(
+    conn: aiosqlite.Connection, feed_id: int, entries: Sequence[Entry], now: float
+) -> list[Entry]:
+    seen: set[str] = set()
+    keys = [entry.key for entry in entries]
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = keys[start : start + _KEYS_PER_QUERY]
+        marks = ",".join("?" for _ in chunk)
+        async with conn.execute(
+            f"SELECT key FROM entries WHERE feed_id = ? AND key IN ({marks})",
+            (feed_id, *chunk),
+        ) as cursor:
+            seen.update(row[0] for row in await cursor.fetchall())
+    new: list[Entry] = []
+    for entry in entries:
+        if entry.key not in seen:
+            seen.add(entry.key)  # the parser dedups keys; this keeps the insert safe anyway
+            new.append(entry)
+    await conn.executemany(
+        """INSERT INTO entries (feed_id, key, title, link, published, summary_html,
+               first_seen) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+        [
+            (
+                feed_id,
+                entry.key,
+                entry.title,
+                entry.link,
+                epoch(entry.published),
+                entry.summary_html,
+                now,
+            )
+            for entry in new
+        ],
+    )
+    return new
+
+
+class Entries(Repository):
+    """The entries every feed brought, and the polls that recorded them."""
+
+    async def record_poll(
+        self,
+        feed: FeedState,
+        region: str,
+        entries: Sequence[Entry],
+        *,
+        now: float,
+        next_poll: float,
+        max_age: float,
+        max_posts: int,
+        etag: str | None,
+        last_modified: str | None,
+        body_hash: str | None,
+        new_url: str | None = None,
+    ) -> PollRecord:
+        """Record a parsed poll: new entries and their outbox rows, in one transaction."""
+        async with self._db.transaction() as conn:
+            async with conn.execute(
+                "SELECT initialised FROM feeds WHERE id = ?", (feed.id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            seeded = not (row and row[0])
+            new_entries = await _insert_unseen(conn, feed.id, entries, now)
+            plan = plan_posting(
+                new_entries, now=now, max_age=max_age, max_posts=max_posts, seeded=seeded
+            )
+            deliveries = 0
+            if plan.post or plan.digest:
+                rooms = target_rooms(await audience(conn, feed.organisation, region))
+                deliveries = await queue_deliveries(conn, feed, rooms, plan, now)
+            await conn.execute(
+                """UPDATE feeds SET initialised = 1, error_count = 0, last_error = NULL,
+                       last_attempt = :now, last_success = :now, next_poll = :next,
+                       etag = :etag, last_modified = :lm, body_hash = :hash,
+                       url = COALESCE(:url, url)
+                   WHERE id = :id""",
+                {
+                    "now": now,
+                    "next": next_poll,
+                    "etag": etag,
+                    "lm": last_modified,
+                    "hash": body_hash,
+                    "url": new_url,
+                    "id": feed.id,
+                },
+            )
+        return PollRecord(
+            new_entries=tuple(new_entries),
+            seeded=seeded,
+            posted=plan.post,
+            too_old=len(plan.too_old),
+            digested=len(plan.digest),
+            deliveries=deliveries,
+        )
+
+    async def latest_entries(
+        self, organisations: Sequence[str], limit: int
+    ) -> list[tuple[str, Entry]]:
+        """Return the newest entries of these organisations as (organisation, entry) pairs."""
+        if not organisations:
+            return []
+        marks = ",".join("?" for _ in organisations)
+        rows = await self._db.fetchall(
+            f"""SELECT f.organisation, e.* FROM entries e JOIN feeds f ON f.id = e.feed_id
+                WHERE f.organisation IN ({marks})
+                ORDER BY COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ?""",
+            (*organisations, limit),
+        )
+        return [(row["organisation"], entry_from_row(row)) for row in rows]

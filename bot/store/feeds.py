@@ -1,0 +1,137 @@
+"""Feed rows: which feeds are polled, where, their HTTP validators, health and next poll."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from .database import Repository
+
+# Most polls end here: written in batches, see Database.write_batched.
+_NOT_MODIFIED = """UPDATE feeds SET error_count = 0, last_error = NULL,
+       last_attempt = :now, last_success = :now, next_poll = :next,
+       etag = COALESCE(:etag, etag),
+       last_modified = COALESCE(:lm, last_modified),
+       url = COALESCE(:url, url)
+   WHERE id = :id"""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """A feed row: where it lives, its HTTP validators and its health."""
+
+    id: int
+    organisation: str
+    config_url: str  # as written in the configuration; the feed's identity
+    url: str  # where it is fetched now (moved by permanent redirects)
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    initialised: bool  # False until a first successful fetch seeded its entries
+    error_count: int  # consecutive failures; 0 after a success
+    last_error: str | None
+    last_attempt: float | None  # epoch seconds
+    last_success: float | None
+    next_poll: float
+
+
+def _feed(row: aiosqlite.Row) -> FeedState:
+    return FeedState(
+        id=row["id"],
+        organisation=row["organisation"],
+        config_url=row["config_url"],
+        url=row["url"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        body_hash=row["body_hash"],
+        initialised=bool(row["initialised"]),
+        error_count=row["error_count"],
+        last_error=row["last_error"],
+        last_attempt=row["last_attempt"],
+        last_success=row["last_success"],
+        next_poll=row["next_poll"],
+    )
+
+
+class Feeds(Repository):
+    """The configured feeds and how their polls went."""
+
+    async def sync_feeds(self, feeds: Iterable[tuple[str, str]]) -> None:
+        """Make the feed rows match the configuration's (organisation, url) pairs."""
+        wanted = list(feeds)
+        async with self._db.transaction() as conn:
+            await conn.execute("UPDATE feeds SET active = 0")
+            for organisation, url in wanted:
+                await conn.execute(
+                    """INSERT INTO feeds (organisation, config_url, url) VALUES (?, ?, ?)
+                       ON CONFLICT (config_url)
+                       DO UPDATE SET organisation = excluded.organisation, active = 1""",
+                    (organisation, url, url),
+                )
+
+    async def feeds(self, organisations: Sequence[str] | None = None) -> list[FeedState]:
+        """Return the active feeds, of the given organisations if any."""
+        rows = await self._db.fetchall("SELECT * FROM feeds WHERE active = 1 ORDER BY id")
+        states = [_feed(row) for row in rows]
+        if organisations is None:
+            return states
+        wanted = set(organisations)
+        return [state for state in states if state.organisation in wanted]
+
+    async def feeds_due(self, now: float) -> list[FeedState]:
+        """Return active feeds whose next poll time has come, most overdue first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM feeds WHERE active = 1 AND next_poll <= ? ORDER BY next_poll, id",
+            (now,),
+        )
+        return [_feed(row) for row in rows]
+
+    async def next_poll_time(self, after: float) -> float | None:
+        """Return when the next active feed falls due, strictly after `after`."""
+        row = await self._db.fetchone(
+            "SELECT MIN(next_poll) AS t FROM feeds WHERE active = 1 AND next_poll > ?", (after,)
+        )
+        return float(row["t"]) if row and row["t"] is not None else None
+
+    async def schedule_feed(self, feed_id: int, next_poll: float) -> None:
+        """Set when a feed is polled next."""
+        await self._db.write("UPDATE feeds SET next_poll = ? WHERE id = ?", (next_poll, feed_id))
+
+    async def record_not_modified(
+        self,
+        feed_id: int,
+        *,
+        now: float,
+        next_poll: float,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        new_url: str | None = None,
+    ) -> None:
+        """Record a successful poll that brought nothing new to parse (304 or same body)."""
+        params = {
+            "now": now,
+            "next": next_poll,
+            "etag": etag,
+            "lm": last_modified,
+            "url": new_url,
+            "id": feed_id,
+        }
+        await self._db.write_batched(_NOT_MODIFIED, params)
+
+    async def record_failure(
+        self, feed_id: int, *, now: float, error: str, next_poll: float
+    ) -> int:
+        """Record a failed poll; return the feed's count of consecutive failures."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                """UPDATE feeds SET error_count = error_count + 1, last_error = ?,
+                       last_attempt = ?, next_poll = ? WHERE id = ?""",
+                (error[:500], now, next_poll, feed_id),
+            )
+            async with conn.execute(
+                "SELECT error_count FROM feeds WHERE id = ?", (feed_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+        return int(row[0]) if row else 0
