@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from nio import Event
 
-from bot.render import ALLOWED_TAGS
+from bot.sanitise import ALLOWED_TAGS
 from reliability.hostile import (
     Deployment,
     GrowingFeed,
