@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -201,14 +200,8 @@ async def fetch_once(
         await store.sync_feeds(
             (org.slug, url) for org in config.organisations.values() for url in org.feeds
         )
-        pipeline = Pipeline(
-            store,
-            fetcher,
-            config.organisations,
-            config.polling,
-            timing=PollTiming(config.organisations, config.polling),
-            clock=time.time,
-        )
+        timing = PollTiming(config.organisations, config.polling)
+        pipeline = Pipeline(store, fetcher, config.organisations, config.polling, timing=timing)
         feeds = await store.feeds(organisations)
         return list(await asyncio.gather(*(pipeline.poll(feed) for feed in feeds)))
 
