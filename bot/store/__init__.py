@@ -25,8 +25,8 @@ __all__ = [
 class Store(Feeds, Entries, Rooms, Outbox, KeyValues):
     """The bot's database: every repository's methods, over one shared connection."""
 
-    # One object with each concern's methods, rather than store.feeds.…, store.rooms.…: the
-    # repositories are separate classes, the rest of the code keeps one thing to be given.
+    # Each concern is its own class and can be used alone (Rooms(db)); the rest of the code is
+    # given this one object, so that a caller never picks which repository holds a method.
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
