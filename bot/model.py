@@ -14,7 +14,7 @@ class Entry:
     title: str  # plain text, never HTML
     link: str | None
     published: datetime | None  # timezone-aware UTC
-    summary_html: str  # raw; only render.py turns it into something safe
+    summary_html: str  # raw; only sanitise.py turns it into something safe
 
 
 @dataclass(frozen=True, slots=True)

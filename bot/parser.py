@@ -28,7 +28,7 @@ The rules the rest of Crieur relies on:
   zero-width spaces) percent-encoded.
 - Summary: the summary, else the first HTML content, else the first content, as HTML (plain text
   escaped), relative URLs resolved, at most ``MAX_SUMMARY_BYTES`` of UTF-8. Not safe to show:
-  feedparser's sanitiser is a first layer only; render.py owns safety.
+  feedparser's sanitiser is a first layer only; sanitise.py owns safety.
 - Failure: an empty body, a document that is not a feed, a truncated feed (expat stopped at the
   end of the document), a body feedparser chokes on, a DTD with nested entities, entities
   whose references would expand past ``MAX_ENTITY_EXPANSION`` characters (a "quadratic
@@ -246,7 +246,7 @@ def _summary(raw: Mapping[str, Any], feed_url: str) -> str:
         value = html.escape(value, quote=False)
     elif _MAYBE_RELATIVE_URL.search(value):
         # Without a Content-Location, feedparser only resolved against xml:base; finish the job
-        # against the feed URL so that render.py, which keeps http(s) links only, keeps them.
+        # against the feed URL so that sanitise.py, which keeps http(s) links only, keeps them.
         try:
             base = urljoin(feed_url, detail.get("base") or "")
         except ValueError:  # an xml:base urllib cannot read, e.g. "http://[::1"

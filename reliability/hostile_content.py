@@ -44,7 +44,7 @@ from tests.synapse_server import SynapseServer
 
 PAYLOADS = Path(__file__).resolve().parent.parent / "tests" / "data" / "sanitize" / "payloads.json"
 BATCH = 20  # entries published per poll: polling.max_posts_per_poll of the scenario
-# What Crieur's messages may hold (DESIGN.md, "Messages"): the tags render.py declares, `href`
+# What Crieur's messages may hold (DESIGN.md, "Messages"): the tags sanitise.py declares, `href`
 # on links (http, https, mailto) and `src` on images (mxc) as the only attributes.
 ALLOWED_ATTRIBUTES = {"a": {"href": {"http", "https", "mailto"}}, "img": {"src": {"mxc"}}}
 
