@@ -25,9 +25,9 @@ from nio import AsyncClient, AsyncClientConfig, Event
 from nio.crypto import ENCRYPTION_ENABLED
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot import config as config_module
 from bot.cli import EXIT_USER_ERROR, main
 from bot.config import MatrixConfig, load_config
+from bot.config import schema as config_module
 from bot.errors import ConfigError
 from bot.i18n import t
 from bot.matrix import MatrixBot
