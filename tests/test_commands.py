@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.catalogue import Catalogue
-from bot.commands import Commands, Reply, build_registry
+from bot.commands import Arguments, Commands, Context, Registry, Reply, build_registry
 from bot.config import Language, Organisation, Region
 from bot.i18n import t
 from bot.model import Entry
@@ -184,6 +184,39 @@ async def test_help_lists_every_command_and_marks_moderators_only_ones(
     }
     assert t(language, "help.header") in text
     assert markup is not None and "<code>!subscribe " in markup
+
+
+def test_a_name_or_alias_cannot_be_declared_twice() -> None:
+    registry = build_registry()
+    with pytest.raises(ValueError, match="taken"):
+        registry.declare("Abonnéments", registry.help)
+
+
+async def test_a_registry_built_apart_answers_only_its_own_commands(
+    store: Store, catalogue: Catalogue
+) -> None:
+    registry = Registry()
+
+    async def ping(ctx: Context, args: Arguments) -> Reply:
+        return Reply(f"pong {args.text}")
+
+    registry.declare("ping", ping)
+    bot = Bot(store, catalogue)
+    bot.commands = Commands(
+        store,
+        catalogue,
+        language="en",
+        prefix="!",
+        admins=(),
+        manage_power_level=50,
+        clock=bot.clock,
+        registry=registry,
+    )
+    assert await bot.ask("!ping « a b »") == "pong a b"
+    assert await bot.ask("!help") == t(
+        "en", "error.unknown_command.no_suggestion", command="!help", help="!help"
+    )
+    assert "ping" not in {spec.name for spec in build_registry().specs}
 
 
 # -- subscribe and permissions --------------------------------------------------------------------

@@ -144,11 +144,6 @@ class Commands:
         self._registry = registry if registry is not None else build_registry()
         self._limiter = RateLimiter()
 
-    @property
-    def registry(self) -> Registry:
-        """The commands this handler answers."""
-        return self._registry
-
     async def __call__(
         self, room: RoomView, room_id: str, sender: str, event_id: str, body: str
     ) -> Reply | None:

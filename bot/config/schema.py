@@ -202,15 +202,7 @@ def _parse(
 
     if len(problems.items) > count or matrix is None or database is None:
         return None
-    return Config(
-        matrix=matrix,
-        database=database,
-        language=language,
-        polling=polling,
-        regions=regions,
-        organisations=organisations,
-        http=http,
-    )
+    return Config(matrix, database, language, polling, regions, organisations, http)
 
 
 def _parse_matrix(

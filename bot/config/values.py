@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from types import UnionType
+from types import MappingProxyType, UnionType
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -36,23 +36,25 @@ _ROOM_ID_RE = re.compile(rf"![^\s:]+(?::{_SERVER})?")
 _SERVER_RE = re.compile(_SERVER)
 _LISTEN_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
 
-_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_UNITS = MappingProxyType({"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0})
 _NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 _DURATION_RE = re.compile(rf"(?:{_NUMBER}[smhd])+")
 _DURATION_PART_RE = re.compile(rf"({_NUMBER})([smhd])")
 _PLAIN_NUMBER_RE = re.compile(_NUMBER)
 # SI units are powers of 1000 and IEC units powers of 1024, as their standards say; a bare
 # "5M" is refused because readers disagree on what it means.
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-}
+_SIZE_UNITS = MappingProxyType(
+    {
+        "": 1,
+        "b": 1,
+        "kb": 1000,
+        "mb": 1000**2,
+        "gb": 1000**3,
+        "kib": 1024,
+        "mib": 1024**2,
+        "gib": 1024**3,
+    }
+)
 _SIZE_RE = re.compile(rf"({_NUMBER})\s*([a-z]*)")
 # bool before int: YAML's true is a Python int too.
 _KINDS: tuple[tuple[type | UnionType, str], ...] = (
