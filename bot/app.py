@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .catalogue import Catalogue
-from .commands import Commands
+from .commands import Commands, RoomView
 from .config import Config
 from .dispatcher import DeliveryRenderer, Dispatcher
 from .errors import StoreError
@@ -18,7 +18,7 @@ from .fetcher import Fetcher
 from .health import HealthProbe, serve
 from .i18n import t
 from .logs import RedactSecrets
-from .matrix import KEY_ACCESS_TOKEN, MatrixBot
+from .matrix import KEY_ACCESS_TOKEN, CommandCallback, MatrixBot
 from .metrics import CountingSender, Metrics
 from .pipeline import Pipeline, PollOutcome
 from .scheduler import PollTiming, Scheduler
@@ -48,6 +48,14 @@ async def run_bot(
         await store.sync_feeds(
             (org.slug, url) for org in config.organisations.values() for url in org.feeds
         )
+        commands = Commands(
+            store,
+            catalogue,
+            language=config.language,
+            prefix=config.matrix.command_prefix,
+            admins=config.matrix.admins,
+            manage_power_level=config.matrix.manage_power_level,
+        )
         bot = MatrixBot(
             config.matrix,
             store,
@@ -56,19 +64,7 @@ async def run_bot(
             encryption_off_notice=t(config.language, "bot.encryption_off"),
         )
         bot.on_undecryptable = metrics.undecryptable_event
-        bot.on_command = Commands(
-            store,
-            catalogue,
-            language=config.language,
-            prefix=config.matrix.command_prefix,
-            admins=config.matrix.admins,
-            manage_power_level=config.matrix.manage_power_level,
-            power_level=bot.power_level,
-            encryption=lambda room_id: (
-                bot.encryption_enabled,
-                bool(bot.room_encrypted(room_id)),
-            ),
-        )
+        bot.on_command = _answering(commands, _BotRooms(bot))
         if redactor is not None:
             bot.on_token = redactor.add  # tokens of later logins too
         try:
@@ -89,6 +85,31 @@ async def run_bot(
     finally:
         await store.close()
         log.info("stopped")
+
+
+class _BotRooms:
+    """The rooms as the commands see them, read from the Matrix client."""
+
+    def __init__(self, bot: MatrixBot) -> None:
+        self._bot = bot
+
+    async def power_level(self, room_id: str, user_id: str) -> int:
+        return await self._bot.power_level(room_id, user_id)
+
+    def encryption(self, room_id: str) -> tuple[bool, bool]:
+        return self._bot.encryption_enabled, bool(self._bot.room_encrypted(room_id))
+
+
+def _answering(commands: Commands, rooms: RoomView) -> CommandCallback:
+    """Return the Matrix client's command callback: the reply as (plain text, HTML)."""
+
+    async def answer(
+        room_id: str, sender: str, event_id: str, body: str
+    ) -> tuple[str, str | None] | None:
+        reply = await commands(rooms, room_id, sender, event_id, body)
+        return None if reply is None else (reply.text, reply.html)
+
+    return answer
 
 
 async def _serve(

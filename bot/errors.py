@@ -19,6 +19,15 @@ class ConfigError(CrieurError):
         return [f"{key}: {message}" if key else message for key, message in self.problems]
 
 
+class CommandError(CrieurError):
+    """A mistake in a chat command the person can fix; answered with the message `key`."""
+
+    def __init__(self, key: str, **params: object) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = params  # what the message `key` is filled with
+
+
 class FetchError(CrieurError):
     """A feed could not be fetched."""
 

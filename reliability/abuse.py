@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from nio import AsyncClient, SyncResponse
 
-from bot.commands import BURST, REGISTRY, CommandSpec
+from bot.commands import BURST, CommandSpec, build_registry
 from bot.i18n import t
 from reliability.report import Row
 from tests.e2e_support import CrieurProcess, Feeds, bot_account, config_data, write_config
@@ -232,7 +232,7 @@ class PermissionResult:
 
 def state_changing() -> list[CommandSpec]:
     """The commands the registry marks as changing a room's state."""
-    return [spec for spec in REGISTRY.specs if spec.changes_state]
+    return [spec for spec in build_registry().specs if spec.changes_state]
 
 
 async def permissions(stage: Stage, *, pace: float) -> PermissionResult:
@@ -364,7 +364,7 @@ NOT_COMMANDS: Final = ("!\x00\x01\x02", "!!!", "!\u202e\u200b")
 
 def odd_arguments(*, short: bool = False) -> list[str]:
     """Every command with each kind of odd argument (short: each kind once, commands in turn)."""
-    specs = REGISTRY.specs
+    specs = build_registry().specs
     if short:
         pairs = [(specs[index % len(specs)], variant) for index, variant in enumerate(ODD_VARIANTS)]
     else:

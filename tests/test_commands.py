@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.catalogue import Catalogue
-from bot.commands import REGISTRY, Commands
+from bot.commands import Arguments, Commands, Context, Registry, Reply, build_registry
 from bot.config import Language, Organisation, Region
 from bot.i18n import t
 from bot.model import Entry
@@ -62,7 +62,11 @@ class Clock:
 
 
 class Bot:
-    """The command handler as a room sees it, with power levels and a clock of its own."""
+    """The command handler as a room sees it, with power levels and a clock of its own.
+
+    It is also the handler's view of the rooms: power levels from `levels`, and whether the
+    bot and the room encrypt from `encrypts`.
+    """
 
     def __init__(
         self,
@@ -75,6 +79,7 @@ class Bot:
         self.store = store
         self.clock = Clock()
         self.levels = dict(levels or {MODERATOR: 50, MEMBER: 0, ADMIN: 0})
+        self.encrypts = (False, False)
         self.commands = Commands(
             store,
             catalogue,
@@ -82,17 +87,17 @@ class Bot:
             prefix="!",
             admins=[ADMIN],
             manage_power_level=50,
-            power_level=self.power_level,
             clock=self.clock,
         )
 
     async def power_level(self, room_id: str, user_id: str) -> int:
         return self.levels.get(user_id, 0)
 
-    async def call(
-        self, body: str, sender: str = MODERATOR, room: str = ROOM
-    ) -> tuple[str, str | None] | None:
-        return await self.commands(room, sender, "$event", body)
+    def encryption(self, room_id: str) -> tuple[bool, bool]:
+        return self.encrypts
+
+    async def call(self, body: str, sender: str = MODERATOR, room: str = ROOM) -> Reply | None:
+        return await self.commands(self, room, sender, "$event", body)
 
     async def ask(self, body: str, sender: str = MODERATOR, room: str = ROOM) -> str:
         """Send a command at a calm pace (no rate limit) and return the plain answer."""
@@ -105,7 +110,7 @@ class Bot:
         self.clock.now += 10
         reply = await self.call(body, sender, room)
         assert reply is not None, body
-        return reply
+        return reply.text, reply.html
 
 
 @pytest.fixture
@@ -168,8 +173,9 @@ async def test_help_lists_every_command_and_marks_moderators_only_ones(
     text, markup = await bot.ask_html("!help", sender=MEMBER)
     lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("!")}
     marker = t(language, "help.moderators_only")
-    assert set(lines) == {f"!{spec.name}" for spec in REGISTRY.specs}
-    for spec in REGISTRY.specs:
+    specs = build_registry().specs
+    assert set(lines) == {f"!{spec.name}" for spec in specs}
+    for spec in specs:
         line = lines[f"!{spec.name}"]
         assert t(language, spec.description) in line
         assert (marker in line) == spec.changes_state
@@ -178,6 +184,39 @@ async def test_help_lists_every_command_and_marks_moderators_only_ones(
     }
     assert t(language, "help.header") in text
     assert markup is not None and "<code>!subscribe " in markup
+
+
+def test_a_name_or_alias_cannot_be_declared_twice() -> None:
+    registry = build_registry()
+    with pytest.raises(ValueError, match="taken"):
+        registry.declare("Abonnéments", registry.help)
+
+
+async def test_a_registry_built_apart_answers_only_its_own_commands(
+    store: Store, catalogue: Catalogue
+) -> None:
+    registry = Registry()
+
+    async def ping(ctx: Context, args: Arguments) -> Reply:
+        return Reply(f"pong {args.text}")
+
+    registry.declare("ping", ping)
+    bot = Bot(store, catalogue)
+    bot.commands = Commands(
+        store,
+        catalogue,
+        language="en",
+        prefix="!",
+        admins=(),
+        manage_power_level=50,
+        clock=bot.clock,
+        registry=registry,
+    )
+    assert await bot.ask("!ping « a b »") == "pong a b"
+    assert await bot.ask("!help") == t(
+        "en", "error.unknown_command.no_suggestion", command="!help", help="!help"
+    )
+    assert "ping" not in {spec.name for spec in build_registry().specs}
 
 
 # -- subscribe and permissions --------------------------------------------------------------------
@@ -215,21 +254,11 @@ async def test_configured_admin_with_power_level_zero_may_subscribe(bot: Bot, st
 async def test_power_level_is_checked_in_the_room_of_the_command(
     store: Store, catalogue: Catalogue
 ) -> None:
-    bot = Bot(store, catalogue)
+    class ModeratorElsewhere(Bot):
+        async def power_level(self, room_id: str, user_id: str) -> int:
+            return 100 if room_id == OTHER_ROOM else 0
 
-    async def level(room_id: str, user_id: str) -> int:
-        return 100 if room_id == OTHER_ROOM else 0
-
-    bot.commands = Commands(
-        store,
-        catalogue,
-        language="en",
-        prefix="!",
-        admins=(),
-        manage_power_level=50,
-        power_level=level,
-        clock=bot.clock,
-    )
+    bot = ModeratorElsewhere(store, catalogue)
     await bot.ask("!subscribe april", room=ROOM)
     await bot.ask("!subscribe april", room=OTHER_ROOM)
     assert (await store.subscriptions(ROOM)).organisations == ()
@@ -594,7 +623,25 @@ async def test_status_shows_the_room_pause_and_pending_messages(bot: Bot, store:
 
 
 async def test_status_of_a_room_that_receives_nothing_says_so(bot: Bot) -> None:
-    assert await bot.ask("!status") == "\n".join([t("en", "status.header"), t("en", "status.none")])
+    assert await bot.ask("!status") == "\n".join(
+        [t("en", "status.header"), t("en", "status.none"), t("en", "status.encryption_off")]
+    )
+
+
+@pytest.mark.parametrize(
+    ("encrypts", "line"),
+    [
+        ((False, False), "status.encryption_off"),
+        ((False, True), "status.encryption_off"),
+        ((True, True), "status.encryption_on_encrypted"),
+        ((True, False), "status.encryption_on_plain"),
+    ],
+)
+async def test_status_says_whether_the_bot_and_the_room_encrypt(
+    bot: Bot, encrypts: tuple[bool, bool], line: str
+) -> None:
+    bot.encrypts = encrypts
+    assert (await bot.ask("!status")).splitlines()[-1] == t("en", line)
 
 
 async def test_admin_status_covers_every_feed(bot: Bot, store: Store) -> None:
@@ -698,7 +745,7 @@ async def test_too_many_names_at_once_are_refused(store: Store) -> None:
 async def test_odd_unicode_is_answered_without_crashing(bot: Bot, body: str) -> None:
     reply = await bot.call(body)
     assert reply is not None
-    text, markup = reply
+    text, markup = reply.text, reply.html
     assert text != t("en", "error.internal")
     text.encode("utf-8")
     (markup or "").encode("utf-8")
@@ -715,8 +762,8 @@ async def test_invisible_marks_around_a_name_are_ignored(bot: Bot, store: Store)
 
 async def test_a_burst_gets_one_slow_down_answer_then_silence(bot: Bot) -> None:
     replies = [await bot.call("!help", sender=MEMBER) for _ in range(10)]
-    assert all(reply is not None and reply[0].startswith("Crieur") for reply in replies[:3])
-    assert replies[3] == (t("en", "error.slow_down", seconds=3), None)
+    assert all(reply is not None and reply.text.startswith("Crieur") for reply in replies[:3])
+    assert replies[3] == Reply(t("en", "error.slow_down", seconds=3))
     assert replies[4:] == [None] * 6
 
 
@@ -727,7 +774,7 @@ async def test_commands_work_again_once_the_bucket_refills(bot: Bot) -> None:
     assert await bot.call("!help", sender=MEMBER) is None  # still silenced after a warning
     bot.clock.now += 2
     reply = await bot.call("!help", sender=MEMBER)
-    assert reply is not None and reply[0].startswith("Crieur")
+    assert reply is not None and reply.text.startswith("Crieur")
 
 
 async def test_one_user_flooding_does_not_silence_another(bot: Bot) -> None:

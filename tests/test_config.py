@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import EXIT_USER_ERROR, main
 from bot.config import (
     Config,
     load_config,
@@ -18,6 +19,7 @@ from bot.config import (
     resolve_config_path,
     schema_keys,
 )
+from bot.config import schema as config_schema
 from bot.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -451,4 +453,50 @@ def test_a_mistake_in_a_region_is_not_repeated_by_its_organisations(tmp_path: Pa
     assert problems_of(tmp_path, text) == [
         "regions.france.names: unknown key (did you mean 'name'?)",
         "regions.france.name: missing",
+    ]
+
+
+# -- encryption -----------------------------------------------------------------------------------
+
+
+def with_matrix(tmp_path: Path, lines: str) -> Path:
+    """Write the minimal configuration with `lines` added to its matrix section."""
+    return write(tmp_path, replace(MINIMAL, "  password: secret\n", f"  password: secret\n{lines}"))
+
+
+def without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config_schema, "e2e_available", lambda: False)
+
+
+def test_encryption_defaults_to_whether_the_extra_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = with_matrix(tmp_path, "")
+    assert load_config(path, env={}).matrix.encryption is config_schema.e2e_available()
+    assert load_config(path, env={}).matrix.trust == "tofu"
+    without_the_extra(monkeypatch)
+    assert load_config(path, env={}).matrix.encryption is False
+
+
+def test_encryption_asked_for_without_the_extra_is_a_config_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    without_the_extra(monkeypatch)
+    path = with_matrix(tmp_path, "  encryption: true\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    (line,) = caught.value.lines()
+    assert line.startswith("matrix.encryption: is true but the e2e extra is not installed")
+    for command in ("check", "run"):
+        assert main([command, "-c", str(path)]) == EXIT_USER_ERROR
+        assert "error: matrix.encryption: " in capsys.readouterr().err
+    assert load_config(with_matrix(tmp_path, "  encryption: false\n"), env={})
+
+
+def test_the_trust_policy_is_tofu_or_all(tmp_path: Path) -> None:
+    assert load_config(with_matrix(tmp_path, "  trust: all\n"), env={}).matrix.trust == "all"
+    with pytest.raises(ConfigError) as caught:
+        load_config(with_matrix(tmp_path, "  trust: verified\n"), env={})
+    assert caught.value.lines() == [
+        "matrix.trust: unknown trust policy 'verified' (use tofu or all)"
     ]

@@ -25,10 +25,7 @@ from nio import AsyncClient, AsyncClientConfig, Event
 from nio.crypto import ENCRYPTION_ENABLED
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot import config as config_module
-from bot.cli import EXIT_USER_ERROR, main
-from bot.config import MatrixConfig, load_config
-from bot.errors import ConfigError
+from bot.config import MatrixConfig
 from bot.i18n import t
 from bot.matrix import MatrixBot
 from bot.store import Store
@@ -54,14 +51,6 @@ from tests.synapse_server import Account, SynapseServer
 T = TypeVar("T")
 
 needs_e2e = pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="needs the e2e extra")
-
-CONFIG = """\
-matrix:
-  homeserver: https://matrix.example.org
-  user_id: "@crieur:example.org"
-  password: secret
-database: crieur.sqlite3
-"""
 
 ORG = "april"
 
@@ -473,50 +462,3 @@ async def test_an_undecryptable_message_is_counted_and_the_bot_goes_on(
 
 async def _at_least(count: Awaitable[float], minimum: float) -> bool:
     return await count >= minimum
-
-
-# -- configuration ---------------------------------------------------------------------------------
-
-
-def write_config(tmp_path: Path, extra: str = "") -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(CONFIG.replace("  password: secret\n", f"  password: secret\n{extra}"))
-    return path
-
-
-def without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config_module, "e2e_available", lambda: False)
-
-
-def test_encryption_defaults_to_whether_the_extra_is_installed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = write_config(tmp_path)
-    assert load_config(path, env={}).matrix.encryption is config_module.e2e_available()
-    assert load_config(path, env={}).matrix.trust == "tofu"
-    without_the_extra(monkeypatch)
-    assert load_config(path, env={}).matrix.encryption is False
-
-
-def test_encryption_asked_for_without_the_extra_is_a_config_problem(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    without_the_extra(monkeypatch)
-    path = write_config(tmp_path, "  encryption: true\n")
-    with pytest.raises(ConfigError) as caught:
-        load_config(path, env={})
-    (line,) = caught.value.lines()
-    assert line.startswith("matrix.encryption: is true but the e2e extra is not installed")
-    for command in ("check", "run"):
-        assert main([command, "-c", str(path)]) == EXIT_USER_ERROR
-        assert "error: matrix.encryption: " in capsys.readouterr().err
-    assert load_config(write_config(tmp_path, "  encryption: false\n"), env={})
-
-
-def test_the_trust_policy_is_tofu_or_all(tmp_path: Path) -> None:
-    assert load_config(write_config(tmp_path, "  trust: all\n"), env={}).matrix.trust == "all"
-    with pytest.raises(ConfigError) as caught:
-        load_config(write_config(tmp_path, "  trust: verified\n"), env={})
-    assert caught.value.lines() == [
-        "matrix.trust: unknown trust policy 'verified' (use tofu or all)"
-    ]

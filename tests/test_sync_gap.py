@@ -73,24 +73,30 @@ async def send_filler(client: AsyncClient, room_id: str, count: int, tag: str) -
 def with_commands(bot: MatrixBot, store: Store) -> list[str]:
     """Answer with the real command handler, as the application does; return the events run."""
     commands = Commands(
-        store,
-        CATALOGUE,
-        language="en",
-        prefix="!",
-        admins=(),
-        manage_power_level=50,
-        power_level=bot.power_level,
+        store, CATALOGUE, language="en", prefix="!", admins=(), manage_power_level=50
     )
+    rooms = PlainRooms(bot)
     ran: list[str] = []
 
     async def handler(
         room_id: str, sender: str, event_id: str, body: str
     ) -> tuple[str, str | None] | None:
         ran.append(event_id)
-        return await commands(room_id, sender, event_id, body)
+        reply = await commands(rooms, room_id, sender, event_id, body)
+        return None if reply is None else (reply.text, reply.html)
 
     bot.on_command = handler
     return ran
+
+
+class PlainRooms:
+    """The commands' view of the bot's rooms: its power levels, and no encryption."""
+
+    def __init__(self, bot: MatrixBot) -> None:
+        self.power_level = bot.power_level
+
+    def encryption(self, room_id: str) -> tuple[bool, bool]:
+        return False, False
 
 
 async def test_command_left_out_of_a_sync_after_a_restart_is_answered_once_and_applied(

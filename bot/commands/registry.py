@@ -1,0 +1,161 @@
+"""Commands declared once: name, aliases, usage, who may run them; help is derived from them.
+
+Arguments are words; a name between double quotes ("…"), guillemets (« … ») or curly quotes
+(“…”) is one argument, which settles the rare case where words of two names would also form a
+third.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+from ..catalogue import normalise
+from .context import Context, Reply
+from .lines import Lines, escape
+
+MAX_COMMAND_WORD: Final = 64  # characters of the command word looked at
+# Stricter than the catalogue's 0.6: short aliases ("subs") look like half of every typo.
+COMMAND_CUTOFF: Final = 0.7
+
+_TOKEN: Final = re.compile(r'"([^"]*)"?|«([^»]*)»?|“([^”]*)”?|(\S+)')
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One argument; `quoted` when it was written between quotes."""
+
+    text: str
+    quoted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Arguments:
+    """The arguments of a command, as words and as the text they came from."""
+
+    tokens: tuple[Token, ...]
+
+    @property
+    def text(self) -> str:
+        """Return the arguments joined by single spaces, quotes removed."""
+        return " ".join(token.text for token in self.tokens)
+
+
+def tokenise(text: str) -> tuple[Token, ...]:
+    """Split arguments on whitespace; text between "…", « … » or “…” is one argument.
+
+    An opening quote without its closing one runs to the end of the text.
+    """
+    tokens: list[Token] = []
+    for match in _TOKEN.finditer(text):
+        bare = match.group(4)
+        if bare is not None:
+            tokens.append(Token(bare))
+            continue
+        inner = next(group for group in match.groups()[:3] if group is not None).strip()
+        if inner:
+            tokens.append(Token(inner, quoted=True))
+    return tuple(tokens)
+
+
+Handler = Callable[[Context, Arguments], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """A declared command: how it is called, what help says about it, who may run it."""
+
+    name: str
+    handler: Handler
+    aliases: tuple[str, ...] = ()
+    usage: str | None = None  # i18n key of the arguments, like `usage.subscribe`
+    description: str = ""  # i18n key of the one-line description
+    changes_state: bool = False  # moderators only
+    min_args: int = 0
+
+
+class Registry:
+    """Commands by name and alias, matched ignoring case and accents."""
+
+    def __init__(self) -> None:
+        self._specs: list[CommandSpec] = []
+        self._index: dict[str, CommandSpec] = {}
+
+    def declare(
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        aliases: tuple[str, ...] = (),
+        usage: str | None = None,
+        changes_state: bool = False,
+        min_args: int = 0,
+    ) -> None:
+        """Declare `handler` as the command `name`; help lists commands in declaration order."""
+        spec = CommandSpec(
+            name=name,
+            handler=handler,
+            aliases=aliases,
+            usage=usage,
+            description=f"help.{name}",
+            changes_state=changes_state,
+            min_args=min_args,
+        )
+        keys = [normalise(word) for word in (name, *aliases)]
+        for key in keys:
+            if not key or key in self._index:
+                raise ValueError(f"command name {key!r} of {name!r} is empty or taken")
+        self._specs.append(spec)
+        self._index.update(dict.fromkeys(keys, spec))
+
+    @property
+    def specs(self) -> tuple[CommandSpec, ...]:
+        """Every command, in the order help shows them."""
+        return tuple(self._specs)
+
+    def find(self, word: str) -> CommandSpec | None:
+        """Return the command named or aliased `word`, ignoring case and accents."""
+        return self._index.get(normalise(word[:MAX_COMMAND_WORD]))
+
+    def suggest(self, word: str, limit: int = 3) -> list[str]:
+        """Return the names of up to `limit` commands whose name or alias looks like `word`."""
+        key = normalise(word[:MAX_COMMAND_WORD])
+        names: list[str] = []
+        close_keys = difflib.get_close_matches(
+            key, list(self._index), n=limit * 3, cutoff=COMMAND_CUTOFF
+        )
+        for close in close_keys:
+            name = self._index[close].name
+            if name not in names:
+                names.append(name)
+        return names[:limit]
+
+    async def help(self, ctx: Context, args: Arguments) -> Reply:
+        """List every command, one line each, marking those for moderators."""
+        out = Lines(ctx.language)
+        out.add("help.header")
+        for spec in self._specs:
+            command = usage(ctx, spec)
+            notes = [ctx.t(spec.description)]
+            if spec.changes_state:
+                notes.append(ctx.t("help.moderators_only"))
+            if spec.aliases:
+                aliases = ", ".join(ctx.command(alias) for alias in spec.aliases)
+                notes.append(ctx.t("help.aliases", aliases=aliases))
+            out.add(
+                "help.line",
+                command=command,
+                description=" ".join(notes),
+                markup={"command": f"<code>{escape(command)}</code>"},
+            )
+        out.add("help.footer", level=ctx.manage_power_level)
+        return out.reply()
+
+
+def usage(ctx: Context, spec: CommandSpec) -> str:
+    """Return how a person types the command with its arguments (`!latest NAME [N]`)."""
+    command = ctx.command(spec.name)
+    return f"{command} {ctx.t(spec.usage)}" if spec.usage is not None else command
