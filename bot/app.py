@@ -12,7 +12,7 @@ from pathlib import Path
 from .catalogue import Catalogue
 from .commands import Commands
 from .config import Config
-from .dispatcher import DeliveryRenderer, Dispatcher
+from .dispatcher import DeliveryRenderer, Dispatcher, DispatcherSignals
 from .errors import StoreError
 from .fetcher import Fetcher
 from .health import HealthProbe, serve
@@ -48,36 +48,31 @@ async def run_bot(
         await store.sync_feeds(
             (org.slug, url) for org in config.organisations.values() for url in org.feeds
         )
-        bot = MatrixBot(
-            config.matrix,
-            store,
-            data_dir=data_dir_for(config),
-            region_rooms={slug: region.rooms for slug, region in config.regions.items()},
-            encryption_off_notice=t(config.language, "bot.encryption_off"),
-        )
-        bot.on_undecryptable = metrics.undecryptable_event
-        bot.on_command = Commands(
+        signals = DispatcherSignals()
+        commands = Commands(
             store,
             catalogue,
             language=config.language,
             prefix=config.matrix.command_prefix,
             admins=config.matrix.admins,
             manage_power_level=config.matrix.manage_power_level,
-            power_level=bot.power_level,
-            encryption=lambda room_id: (
-                bot.encryption_enabled,
-                bool(bot.room_encrypted(room_id)),
-            ),
         )
-        if redactor is not None:
-            bot.on_token = redactor.add  # tokens of later logins too
+        bot = MatrixBot(
+            config.matrix,
+            store,
+            data_dir=data_dir_for(config),
+            region_rooms={slug: region.rooms for slug, region in config.regions.items()},
+            commands=commands,
+            listener=_MatrixEvents(signals, metrics, redactor),
+            encryption_off_notice=t(config.language, "bot.encryption_off"),
+        )
         try:
             await bot.start()
             if redactor is not None:
                 redactor.add(await store.get_value(KEY_ACCESS_TOKEN))
             async with Fetcher(config.polling) as fetcher:
                 try:
-                    await _serve(config, store, bot, fetcher, catalogue, metrics, on_ready)
+                    await _serve(config, store, bot, fetcher, catalogue, metrics, signals, on_ready)
                 except ExceptionGroup as group:
                     # A database that cannot be written stops every task: say why in one line.
                     unusable, _ = group.split(StoreError)
@@ -98,6 +93,7 @@ async def _serve(
     fetcher: Fetcher,
     catalogue: Catalogue,
     metrics: Metrics,
+    signals: DispatcherSignals,
     on_ready: Callable[[], None] | None,
 ) -> None:
     dispatcher = Dispatcher(
@@ -105,15 +101,12 @@ async def _serve(
         CountingSender(bot, metrics),
         DeliveryRenderer(catalogue, config.language),
         listeners={"metrics": metrics.message_sent},
+        signals=signals,
     )
-
-    # A room the bot (re)joins may hold paused messages: send them now, not at the next tick.
-    bot.on_joined = lambda room_id: dispatcher.wake()
-    bot.on_reconnected = dispatcher.homeserver_back
 
     def wake_dispatcher(outcome: PollOutcome) -> None:
         if outcome.record is not None and outcome.record.deliveries:
-            dispatcher.wake()
+            signals.wake()
 
     pipeline = Pipeline(
         store,
@@ -150,6 +143,34 @@ async def _serve(
         )
         if on_ready is not None:
             on_ready()
+
+
+class _MatrixEvents:
+    """Passes what the Matrix side sees to the dispatcher, the metrics and the log redactor."""
+
+    def __init__(
+        self, signals: DispatcherSignals, metrics: Metrics, redactor: RedactSecrets | None
+    ) -> None:
+        self._signals = signals
+        self._metrics = metrics
+        self._redactor = redactor
+
+    def joined(self, room_id: str) -> None:
+        """A room the bot (re)joins may hold paused messages: send them now, not at the tick."""
+        self._signals.wake()
+
+    def reconnected(self) -> None:
+        """End the dispatcher's outage wait as soon as syncs work again."""
+        self._signals.homeserver_back()
+
+    def undecryptable(self) -> None:
+        """Count the event."""
+        self._metrics.undecryptable_event()
+
+    def new_token(self, token: str) -> None:
+        """Keep the tokens of later logins out of the log too."""
+        if self._redactor is not None:
+            self._redactor.add(token)
 
 
 def _first(group: BaseExceptionGroup[StoreError]) -> StoreError:

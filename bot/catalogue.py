@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
-from bot.config import Config, Organisation, Region
+from .config import Config, Organisation, Region
 
 # Suggestions cut the text to MAX_QUERY characters first: no real name is longer, and difflib
 # is quadratic, so a pasted novel must cost no more than a short name.

@@ -24,14 +24,14 @@ import unicodedata
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
-from bot.catalogue import Catalogue, normalise
-from bot.config import Language, Organisation, Region
-from bot.errors import CrieurError
-from bot.i18n import format_date, join_list, plural, plural_key, quote, t, t_html
-from bot.links import web_link
-from bot.store import FeedState, Store
+from .catalogue import Catalogue, normalise
+from .config import Language, Organisation, Region
+from .errors import CrieurError
+from .i18n import format_date, join_list, plural, plural_key, quote, t, t_html
+from .links import web_link
+from .store import FeedState, Store
 
 log = logging.getLogger(__name__)
 
@@ -276,11 +276,23 @@ class _Bucket:
         self.silenced = False
 
 
-class Commands:
-    """Answers chat commands: `await commands(room_id, sender, event_id, body)`.
+class RoomView(Protocol):
+    """What commands read of the room they run in; the Matrix side implements it."""
 
-    Returns `(plain text, HTML or None)` to send as a threaded notice, or None to stay silent
-    (not a command, or a rate-limited sender already told to slow down).
+    async def power_level(self, room_id: str, user_id: str) -> int:
+        """Return the user's power level in the room."""
+        ...
+
+    def encryption(self, room_id: str) -> tuple[bool, bool]:
+        """Return (the bot encrypts, the room is encrypted)."""
+        ...
+
+
+class Commands:
+    """Answers chat commands: `await commands(room, room_id, sender, event_id, body)`.
+
+    Returns the Reply to send as a threaded notice, or None to stay silent (not a command,
+    or a rate-limited sender already told to slow down).
     """
 
     def __init__(
@@ -292,8 +304,6 @@ class Commands:
         prefix: str,
         admins: Collection[str],
         manage_power_level: int,
-        power_level: Callable[[str, str], Awaitable[int]],
-        encryption: Callable[[str], tuple[bool, bool]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not prefix or any(ch.isspace() for ch in prefix):
@@ -304,23 +314,20 @@ class Commands:
         self._prefix = prefix
         self._admins = frozenset(admins)
         self._manage_power_level = manage_power_level
-        self._power_level = power_level
-        self._encryption = encryption
         self._clock = clock
         self._registry = REGISTRY
         self._limiter = RateLimiter()
 
     async def __call__(
-        self, room_id: str, sender: str, event_id: str, body: str
-    ) -> tuple[str, str | None] | None:
+        self, room: RoomView, room_id: str, sender: str, event_id: str, body: str
+    ) -> Reply | None:
         """Run the command in `body`; return the reply to send, or None."""
-        reply = await self._answer(room_id, sender, event_id, body)
-        if reply is None:
-            return None
-        reply = _fit(reply)
-        return reply.text, reply.html
+        reply = await self._answer(room, room_id, sender, event_id, body)
+        return None if reply is None else _fit(reply)
 
-    async def _answer(self, room_id: str, sender: str, event_id: str, body: str) -> Reply | None:
+    async def _answer(
+        self, room: RoomView, room_id: str, sender: str, event_id: str, body: str
+    ) -> Reply | None:
         text = body.lstrip()
         if not text.startswith(self._prefix):
             return None
@@ -343,8 +350,8 @@ class Commands:
         try:
             spec, arguments = self._parse(word, "".join(remainder), body)
             name = spec.name
-            context = self._context(room_id, sender, now)
-            if spec.changes_state and not await self._may_manage(context):
+            context = self._context(room, room_id, sender, now)
+            if spec.changes_state and not await self._may_manage(room, context):
                 log.info("refused %s to %s in %s (event %s)", name, sender, room_id, event_id)
                 raise CommandError("error.permission", level=self._manage_power_level)
             if len(arguments.tokens) < spec.min_args:
@@ -391,7 +398,7 @@ class Commands:
             raise CommandError("error.argument_too_long", max=MAX_ARGUMENT)
         return spec, Arguments(tokens)
 
-    def _context(self, room_id: str, sender: str, now: float) -> Context:
+    def _context(self, room: RoomView, room_id: str, sender: str, now: float) -> Context:
         return Context(
             store=self._store,
             catalogue=self._catalogue,
@@ -402,13 +409,13 @@ class Commands:
             sender=sender,
             is_admin=sender in self._admins,
             now=now,
-            encryption=None if self._encryption is None else self._encryption(room_id),
+            encryption=room.encryption(room_id),
         )
 
-    async def _may_manage(self, context: Context) -> bool:
+    async def _may_manage(self, room: RoomView, context: Context) -> bool:
         if context.is_admin:
             return True
-        level = await self._power_level(context.room_id, context.sender)
+        level = await room.power_level(context.room_id, context.sender)
         return level >= self._manage_power_level
 
 

@@ -22,10 +22,10 @@ from aiohttp.connector import AddrInfoType
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from bot import USER_AGENT
-from bot.config import PollingConfig
-from bot.errors import FetchError
-from bot.model import FetchResult
+from . import USER_AGENT
+from .config import PollingConfig
+from .errors import FetchError
+from .model import FetchResult
 
 __all__ = [
     "MAX_REDIRECTS",

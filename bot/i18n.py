@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
-from bot.config import Language
+from .config import Language
 
 # The communities Crieur serves are French (L'Agenda du Libre), so dates are shown in Paris time
 # whatever the room's language; the store keeps UTC.

@@ -11,9 +11,9 @@ import defusedxml
 import defusedxml.ElementTree
 import yaml
 
-from bot.catalogue import Catalogue, normalise, slugify
-from bot.config import MAX_NAME_LENGTH, MAX_SLUG_LENGTH, Organisation, Region, is_http_url
-from bot.errors import OpmlError
+from .catalogue import Catalogue, normalise, slugify
+from .config import MAX_NAME_LENGTH, MAX_SLUG_LENGTH, Organisation, Region, is_http_url
+from .errors import OpmlError
 
 # Far above any real subscription list; refuses a runaway file before parsing it.
 MAX_OPML_BYTES = 16 * 1024 * 1024

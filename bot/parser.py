@@ -63,9 +63,9 @@ from feedparser.encodings import convert_to_utf8
 from feedparser.sanitizer import replace_doctype
 from feedparser.urls import resolve_relative_uris
 
-from bot import links
-from bot.errors import ParseError
-from bot.model import Entry
+from . import links
+from .errors import ParseError
+from .model import Entry
 
 MAX_TITLE = 500
 UNTITLED_TITLE = 80

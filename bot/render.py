@@ -35,10 +35,10 @@ from urllib.parse import urlsplit
 
 import nh3
 
-from bot.config import Language, Organisation, Region
-from bot.i18n import format_date, plural_key, t, t_html
-from bot.links import visible, web_link
-from bot.model import Entry
+from .config import Language, Organisation, Region
+from .i18n import format_date, plural_key, t, t_html
+from .links import visible, web_link
+from .model import Entry
 
 SUMMARY_BUDGET: Final = 500  # characters of summary text shown, cut on a word boundary
 TITLE_BUDGET: Final = 300  # characters; a longer title is cut on a word boundary

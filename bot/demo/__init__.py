@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from bot.errors import CrieurError
+from ..errors import CrieurError
 
 
 class DemoError(CrieurError):

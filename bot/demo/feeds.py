@@ -32,8 +32,8 @@ from xml.sax.saxutils import escape, quoteattr
 import yaml
 from aiohttp import web
 
-from bot.config import Organisation, Region
-from bot.demo import DemoError
+from ..config import Organisation, Region
+from . import DemoError
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bot.demo import DemoError
+from . import DemoError
 
 log = logging.getLogger(__name__)
 

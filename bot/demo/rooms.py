@@ -20,9 +20,9 @@ from nio import (
     RoomResolveAliasResponse,
 )
 
-from bot.config import Region
-from bot.demo import DemoError
-from bot.demo.homeserver import SERVER_NAME, Homeserver, write_private
+from ..config import Region
+from . import DemoError
+from .homeserver import SERVER_NAME, Homeserver, write_private
 
 BOT_LOCALPART = "crieur"
 HUMAN_LOCALPART = "you"

@@ -24,13 +24,15 @@ from typing import Any, TextIO
 import yaml
 from nio import AsyncClient
 
-from bot.app import run_bot
-from bot.config import Config, Organisation, Region, parse_config, parse_duration
-from bot.demo import DemoError
-from bot.demo.echo import Echo
-from bot.demo.feeds import CATALOGUE_FILE, FeedState, SampleFeeds, load_news, read_data
-from bot.demo.homeserver import SERVER_NAME, Homeserver
-from bot.demo.rooms import (
+from ..app import run_bot
+from ..config import Config, Organisation, Region, parse_config, parse_duration
+from ..errors import CrieurError
+from ..logs import RedactSecrets
+from . import DemoError
+from .echo import Echo
+from .feeds import CATALOGUE_FILE, FeedState, SampleFeeds, load_news, read_data
+from .homeserver import SERVER_NAME, Homeserver
+from .rooms import (
     ECHO_DEVICE,
     SETUP_DEVICE,
     Accounts,
@@ -40,8 +42,6 @@ from bot.demo.rooms import (
     login,
     room_alias,
 )
-from bot.errors import CrieurError
-from bot.logs import RedactSecrets
 
 MARKER = ".crieur-demo"  # marks a directory the demo made, so --fresh never deletes another one
 DEFAULT_PORT = 8008
