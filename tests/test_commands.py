@@ -62,7 +62,10 @@ class Clock:
 
 
 class Bot:
-    """The command handler as a room sees it, with power levels and a clock of its own."""
+    """The command handler as a room sees it, with power levels and a clock of its own.
+
+    It is also the room view the handler reads power levels and encryption from.
+    """
 
     def __init__(
         self,
@@ -75,6 +78,7 @@ class Bot:
         self.store = store
         self.clock = Clock()
         self.levels = dict(levels or {MODERATOR: 50, MEMBER: 0, ADMIN: 0})
+        self.room_levels: dict[str, dict[str, int]] = {}  # rooms whose levels differ
         self.commands = Commands(
             store,
             catalogue,
@@ -82,17 +86,20 @@ class Bot:
             prefix="!",
             admins=[ADMIN],
             manage_power_level=50,
-            power_level=self.power_level,
             clock=self.clock,
         )
 
     async def power_level(self, room_id: str, user_id: str) -> int:
-        return self.levels.get(user_id, 0)
+        return self.room_levels.get(room_id, self.levels).get(user_id, 0)
+
+    def encryption(self, room_id: str) -> tuple[bool, bool]:
+        return True, False
 
     async def call(
         self, body: str, sender: str = MODERATOR, room: str = ROOM
     ) -> tuple[str, str | None] | None:
-        return await self.commands(room, sender, "$event", body)
+        reply = await self.commands(self, room, sender, "$event", body)
+        return None if reply is None else (reply.text, reply.html)
 
     async def ask(self, body: str, sender: str = MODERATOR, room: str = ROOM) -> str:
         """Send a command at a calm pace (no rate limit) and return the plain answer."""
@@ -215,21 +222,8 @@ async def test_configured_admin_with_power_level_zero_may_subscribe(bot: Bot, st
 async def test_power_level_is_checked_in_the_room_of_the_command(
     store: Store, catalogue: Catalogue
 ) -> None:
-    bot = Bot(store, catalogue)
-
-    async def level(room_id: str, user_id: str) -> int:
-        return 100 if room_id == OTHER_ROOM else 0
-
-    bot.commands = Commands(
-        store,
-        catalogue,
-        language="en",
-        prefix="!",
-        admins=(),
-        manage_power_level=50,
-        power_level=level,
-        clock=bot.clock,
-    )
+    bot = Bot(store, catalogue, levels={MODERATOR: 0})
+    bot.room_levels[OTHER_ROOM] = {MODERATOR: 100}
     await bot.ask("!subscribe april", room=ROOM)
     await bot.ask("!subscribe april", room=OTHER_ROOM)
     assert (await store.subscriptions(ROOM)).organisations == ()
@@ -594,7 +588,9 @@ async def test_status_shows_the_room_pause_and_pending_messages(bot: Bot, store:
 
 
 async def test_status_of_a_room_that_receives_nothing_says_so(bot: Bot) -> None:
-    assert await bot.ask("!status") == "\n".join([t("en", "status.header"), t("en", "status.none")])
+    assert await bot.ask("!status") == "\n".join(
+        [t("en", "status.header"), t("en", "status.none"), t("en", "status.encryption_on_plain")]
+    )
 
 
 async def test_admin_status_covers_every_feed(bot: Bot, store: Store) -> None:
