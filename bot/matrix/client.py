@@ -27,7 +27,7 @@ from .answers import Answers, send_answers
 from .crypto import Crypto
 from .membership import Memberships
 from .protocols import CommandHandler, MatrixListener, QuietListener
-from .requests import REQUEST_TIMEOUT, call, describe, response_error
+from .requests import REQUEST_TIMEOUT, describe, response_error, send_message
 from .rooms import RoomStates
 from .session import Session, retrying
 from .sync import SyncLoop
@@ -134,16 +134,6 @@ class MatrixBot:
         return self._session.device_id
 
     @property
-    def encryption_enabled(self) -> bool:
-        """True when messages to encrypted rooms are encrypted."""
-        return self._encryption
-
-    @property
-    def rooms(self) -> RoomStates:
-        """What the bot knows of its rooms' state: power levels, encryption."""
-        return self._rooms
-
-    @property
     def last_sync_ok(self) -> float | None:
         """Epoch of the last processed sync, for health."""
         return self._sync.last_ok
@@ -152,10 +142,6 @@ class MatrixBot:
     def sync_failing_since(self) -> float | None:
         """Epoch of the first failed sync of a run of failures; None while syncs work."""
         return self._sync.failing_since
-
-    def room_encrypted(self, room_id: str) -> bool | None:
-        """Whether the room is end-to-end encrypted, as last synced (None if unknown)."""
-        return self._rooms.encrypted(room_id)
 
     async def power_level(self, room_id: str, user_id: str) -> int:
         """Return the user's power level in the room; CREATOR_POWER for a v12 room's creators."""
@@ -197,16 +183,7 @@ class MatrixBot:
         async with self._send_locks.setdefault(room_id, asyncio.Lock()):
             try:
                 await self._crypto.prepare_room_keys(room_id)
-                response = await call(
-                    what,
-                    self._client.room_send(
-                        room_id,
-                        "m.room.message",
-                        content,
-                        tx_id=txn_id,
-                        ignore_unverified_devices=True,
-                    ),
-                )
+                response = await send_message(self._client, what, room_id, content, txn_id)
             except (
                 LocalProtocolError,
                 EncryptionError,

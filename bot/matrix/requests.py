@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
-from nio import ErrorResponse
+from nio import AsyncClient, ErrorResponse
 
 from ..errors import HomeserverUnavailable, RateLimited, RoomUnavailable, SendError
 from .events import level, text
@@ -28,6 +28,18 @@ async def call(
             return await request
     except (aiohttp.ClientError, TimeoutError) as error:
         raise HomeserverUnavailable(f"{what}: {describe(error)}") from error
+
+
+async def send_message(
+    client: AsyncClient, what: str, room_id: str, content: dict[str, Any], txn_id: str
+) -> object:
+    """Send one m.room.message; nio encrypts it when the room is encrypted and nio can."""
+    return await call(
+        what,
+        client.room_send(
+            room_id, "m.room.message", content, tx_id=txn_id, ignore_unverified_devices=True
+        ),
+    )
 
 
 def status_of(response: object) -> int | None:

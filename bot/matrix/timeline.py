@@ -16,7 +16,7 @@ from .answers import Answers, reply_content
 from .events import Event, JoinedRoom, Sync, is_own_join, text
 from .membership import Memberships
 from .protocols import CommandHandler, MatrixListener
-from .requests import call, describe, response_error
+from .requests import describe, response_error, send_message
 from .rooms import RoomStates
 from .session import Session
 
@@ -194,15 +194,8 @@ class Timeline:
         content = {"msgtype": "m.notice", "body": self._encryption_off_notice, "m.mentions": {}}
         what = f"tell {room_id} that encryption is off"
         try:
-            response = await call(
-                what,
-                self._client.room_send(
-                    room_id,
-                    "m.room.message",
-                    content,
-                    tx_id=encryption_off_txn_id(room_id, join.event_id),
-                ),
-            )
+            txn_id = encryption_off_txn_id(room_id, join.event_id)
+            response = await send_message(self._client, what, room_id, content, txn_id)
         except (HomeserverUnavailable, LocalProtocolError) as error:
             log.warning("cannot %s: %s", what, describe(error))
             return
