@@ -24,6 +24,11 @@ class RoomStates:
         self._levels: dict[str, Levels] = {}
         self._encrypted: dict[str, bool] = {}
 
+    @property
+    def encrypts(self) -> bool:
+        """True when the bot encrypts (and decrypts) in encrypted rooms."""
+        return self._encryption
+
     def encryption(self, room_id: str) -> tuple[bool, bool]:
         """Return (the bot encrypts, the room is encrypted as last synced)."""
         return self._encryption, bool(self._encrypted.get(room_id))

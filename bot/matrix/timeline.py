@@ -111,13 +111,12 @@ class Timeline:
                 live_from = index + 1
                 own_join = event
         replacement: str | None = None
-        encrypts, _ = self._rooms.encryption(room_id)
         for index, event in enumerate(events):
             if event.state_key is not None:
                 replacement = self._rooms.observe(room_id, event) or replacement
             elif event.type == "m.room.encrypted":
                 # nio replaced every event it could decrypt: this one it could not.
-                if encrypts and commands and index >= live_from:
+                if self._rooms.encrypts and commands and index >= live_from:
                     self._undecryptable(room_id, event)
             elif commands and index >= live_from and self._is_command(event):
                 await self._run_command(room_id, event)
@@ -181,8 +180,7 @@ class Timeline:
 
     async def _joined_encrypted(self, room_id: str, join: Event) -> None:
         """Tell an encrypted room, in plain text, that the bot cannot read or write in it."""
-        encrypts, _ = self._rooms.encryption(room_id)
-        if encrypts:
+        if self._rooms.encrypts:
             return
         log.warning(
             "joined %s, which is end-to-end encrypted, but matrix.encryption is off: "
