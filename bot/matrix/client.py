@@ -143,6 +143,10 @@ class MatrixBot:
         """Epoch of the first failed sync of a run of failures; None while syncs work."""
         return self._sync.failing_since
 
+    def room_encrypted(self, room_id: str) -> bool | None:
+        """Whether the room is end-to-end encrypted, as last synced (None if unknown)."""
+        return self._rooms.encrypted(room_id)
+
     async def power_level(self, room_id: str, user_id: str) -> int:
         """Return the user's power level in the room; CREATOR_POWER for a v12 room's creators."""
         return await self._rooms.power_level(room_id, user_id)
