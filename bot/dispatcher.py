@@ -89,9 +89,10 @@ class Dispatcher:
         self._sender = sender
         self._render = render
         self._clock = clock
-        self._signals = signals or DispatcherSignals()
-        self._wake = self._signals.new_rows
-        self._back = self._signals.back
+        # Set by others (polls, joins, the sync loop) through the signals, never by a call here.
+        signals = signals or DispatcherSignals()
+        self._wake = signals.new_rows
+        self._back = signals.back
         self._listeners = dict(listeners or {})
         self._outage_wait = outage_wait  # first wait after a server error; doubles up to a minute
         self._outage_delay = 0.0
@@ -99,14 +100,6 @@ class Dispatcher:
         self._last_unpause = clock()
         self._suspects: set[str] = set()  # rooms that failed, then others got through
         self.last_success: float | None = None  # for health checks
-
-    def wake(self) -> None:
-        """Tell the dispatcher that new rows may be waiting."""
-        self._signals.wake()
-
-    def homeserver_back(self) -> None:
-        """Tell the dispatcher that the homeserver answers again: end an outage's wait now."""
-        self._signals.homeserver_back()
 
     async def run(self) -> None:
         """Drain the outbox until cancelled, sleeping while it is empty."""
