@@ -166,8 +166,11 @@ class MatrixBot:
 
     async def sync_forever(self) -> None:
         """Sync until cancelled, backing off while the homeserver is unreachable."""
+        if not self._sync.ready:
+            raise RuntimeError("MatrixBot.start() must run before sync_forever()")
         async with asyncio.TaskGroup() as group:
-            group.create_task(send_answers(self._answers, self.send_notice, self._store))
+            answering = send_answers(self._answers, self.send_notice, self._store)
+            group.create_task(answering, name="answers")
             await self._sync.run()
 
     async def close(self) -> None:

@@ -72,10 +72,6 @@ class Memberships:
         """True for a room the bot joined that no sync has shown yet."""
         return room_id in self._awaiting_sync
 
-    def was_joined(self, room_id: str) -> bool:
-        """True if the room was joined as of the last sync (or none was seen yet)."""
-        return self._joined is None or room_id in self._joined
-
     def synced(self, now_joined: set[str], left: set[str]) -> None:
         """Record the rooms a processed sync showed joined and left."""
         self._awaiting_sync -= now_joined
@@ -119,8 +115,12 @@ class Memberships:
                 pending.delay = min(pending.delay * 2, INVITE_RETRY_MAX)
                 pending.next_try = now + pending.delay
 
-    async def left(self, room_id: str, membership: Event | None, *, was_joined: bool) -> None:
-        """Forget a room the bot left or was removed from; its pending messages are dropped."""
+    async def left(self, room_id: str, membership: Event | None) -> None:
+        """Forget a room the bot left or was removed from; its pending messages are dropped.
+
+        Called before `synced` records the sync that shows the leave.
+        """
+        was_joined = self._joined is None or room_id in self._joined
         self._pending_invites.pop(room_id, None)
         # Left before a sync showed the join: waiting for that sync would hold sends forever.
         self._awaiting_sync.discard(room_id)

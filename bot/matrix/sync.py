@@ -77,6 +77,11 @@ class SyncLoop:
         self.failing_since: float | None = None  # first failed sync of a run of failures
         self.last_ok: float | None = None  # epoch of the last processed sync, for health
 
+    @property
+    def ready(self) -> bool:
+        """True once a first sync has been processed."""
+        return self._next_batch is not None
+
     async def first_sync(self) -> dict[str, str | None]:
         """Sync once and process it, except its invites, which are returned."""
         token = await self._store.get_value(KEY_SYNC_TOKEN)
@@ -102,8 +107,7 @@ class SyncLoop:
 
     async def run(self) -> None:
         """Sync until cancelled, backing off while the homeserver is unreachable."""
-        if self._next_batch is None:
-            raise RuntimeError("MatrixBot.start() must run before sync_forever()")
+        assert self._next_batch is not None, "first_sync() must run before run()"
         delay = 0.0
         while True:
             try:

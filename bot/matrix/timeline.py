@@ -68,8 +68,7 @@ class Timeline:
         memberships = self._memberships
         now_joined = set(sync.joined)
         for room_id, membership in sync.left.items():
-            was_joined = memberships.was_joined(room_id)
-            await memberships.left(room_id, membership, was_joined=was_joined)
+            await memberships.left(room_id, membership)
         for room_id, room in sync.joined.items():
             await self._joined_room(room_id, room, now_joined, commands=commands)
         memberships.synced(now_joined, set(sync.left))
