@@ -10,15 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .catalogue import Catalogue
-from .commands import Commands, RoomView
+from .commands import Commands
 from .config import Config
-from .dispatcher import DeliveryRenderer, Dispatcher
+from .dispatcher import DeliveryRenderer, Dispatcher, DispatcherSignals
 from .errors import StoreError
 from .fetcher import Fetcher
 from .health import HealthProbe, serve
 from .i18n import t
 from .logs import RedactSecrets
-from .matrix import KEY_ACCESS_TOKEN, CommandCallback, MatrixBot
+from .matrix import KEY_ACCESS_TOKEN, MatrixBot
 from .metrics import CountingSender, Metrics
 from .pipeline import Pipeline, PollOutcome
 from .scheduler import PollTiming, Scheduler
@@ -48,6 +48,7 @@ async def run_bot(
         await store.sync_feeds(
             (org.slug, url) for org in config.organisations.values() for url in org.feeds
         )
+        signals = DispatcherSignals()
         commands = Commands(
             store,
             catalogue,
@@ -61,19 +62,17 @@ async def run_bot(
             store,
             data_dir=data_dir_for(config),
             region_rooms={slug: region.rooms for slug, region in config.regions.items()},
+            commands=commands,
+            listener=_MatrixEvents(signals, metrics, redactor),
             encryption_off_notice=t(config.language, "bot.encryption_off"),
         )
-        bot.on_undecryptable = metrics.undecryptable_event
-        bot.on_command = _answering(commands, _BotRooms(bot))
-        if redactor is not None:
-            bot.on_token = redactor.add  # tokens of later logins too
         try:
             await bot.start()
             if redactor is not None:
                 redactor.add(await store.get_value(KEY_ACCESS_TOKEN))
             async with Fetcher(config.polling) as fetcher:
                 try:
-                    await _serve(config, store, bot, fetcher, catalogue, metrics, on_ready)
+                    await _serve(config, store, bot, fetcher, catalogue, metrics, signals, on_ready)
                 except ExceptionGroup as group:
                     # A database that cannot be written stops every task: say why in one line.
                     unusable, _ = group.split(StoreError)
@@ -87,31 +86,6 @@ async def run_bot(
         log.info("stopped")
 
 
-class _BotRooms:
-    """The rooms as the commands see them, read from the Matrix client."""
-
-    def __init__(self, bot: MatrixBot) -> None:
-        self._bot = bot
-
-    async def power_level(self, room_id: str, user_id: str) -> int:
-        return await self._bot.power_level(room_id, user_id)
-
-    def encryption(self, room_id: str) -> tuple[bool, bool]:
-        return self._bot.encryption_enabled, bool(self._bot.room_encrypted(room_id))
-
-
-def _answering(commands: Commands, rooms: RoomView) -> CommandCallback:
-    """Return the Matrix client's command callback: the reply as (plain text, HTML)."""
-
-    async def answer(
-        room_id: str, sender: str, event_id: str, body: str
-    ) -> tuple[str, str | None] | None:
-        reply = await commands(rooms, room_id, sender, event_id, body)
-        return None if reply is None else (reply.text, reply.html)
-
-    return answer
-
-
 async def _serve(
     config: Config,
     store: Store,
@@ -119,6 +93,7 @@ async def _serve(
     fetcher: Fetcher,
     catalogue: Catalogue,
     metrics: Metrics,
+    signals: DispatcherSignals,
     on_ready: Callable[[], None] | None,
 ) -> None:
     dispatcher = Dispatcher(
@@ -126,15 +101,12 @@ async def _serve(
         CountingSender(bot, metrics),
         DeliveryRenderer(catalogue, config.language),
         listeners={"metrics": metrics.message_sent},
+        signals=signals,
     )
-
-    # A room the bot (re)joins may hold paused messages: send them now, not at the next tick.
-    bot.on_joined = lambda room_id: dispatcher.wake()
-    bot.on_reconnected = dispatcher.homeserver_back
 
     def wake_dispatcher(outcome: PollOutcome) -> None:
         if outcome.record is not None and outcome.record.deliveries:
-            dispatcher.wake()
+            signals.wake()
 
     pipeline = Pipeline(
         store,
@@ -172,6 +144,34 @@ async def _serve(
         )
         if on_ready is not None:
             on_ready()
+
+
+class _MatrixEvents:
+    """Passes what the Matrix side sees to the dispatcher, the metrics and the log redactor."""
+
+    def __init__(
+        self, signals: DispatcherSignals, metrics: Metrics, redactor: RedactSecrets | None
+    ) -> None:
+        self._signals = signals
+        self._metrics = metrics
+        self._redactor = redactor
+
+    def joined(self, room_id: str) -> None:
+        """A room the bot (re)joins may hold paused messages: send them now, not at the tick."""
+        self._signals.wake()
+
+    def reconnected(self) -> None:
+        """End the dispatcher's outage wait as soon as syncs work again."""
+        self._signals.homeserver_back()
+
+    def undecryptable(self) -> None:
+        """Count the event."""
+        self._metrics.undecryptable_event()
+
+    def new_token(self, token: str) -> None:
+        """Keep the tokens of later logins out of the log too."""
+        if self._redactor is not None:
+            self._redactor.add(token)
 
 
 def _first(group: BaseExceptionGroup[StoreError]) -> StoreError:

@@ -31,6 +31,22 @@ class Sender(Protocol):
     async def send_notice(self, room_id: str, content: dict[str, Any], txn_id: str) -> str: ...
 
 
+class DispatcherSignals:
+    """Wake-ups for the dispatcher, made before it so that who sends them needs no dispatcher."""
+
+    def __init__(self) -> None:
+        self.new_rows = asyncio.Event()
+        self.back = asyncio.Event()
+
+    def wake(self) -> None:
+        """Tell the dispatcher that new rows may be waiting."""
+        self.new_rows.set()
+
+    def homeserver_back(self) -> None:
+        """Tell the dispatcher that the homeserver answers again: end an outage's wait now."""
+        self.back.set()
+
+
 Render = Callable[[Delivery], dict[str, Any]]
 Result = Literal["sent", "held", "failing"]  # held: paused or deferred; failing: server errors
 
@@ -66,14 +82,17 @@ class Dispatcher:
         *,
         clock: Callable[[], float] = time.time,
         listeners: Mapping[str, Callable[[Delivery], None]] | None = None,
+        signals: DispatcherSignals | None = None,
         outage_wait: float = 1.0,
     ) -> None:
         self._store = store
         self._sender = sender
         self._render = render
         self._clock = clock
-        self._wake = asyncio.Event()
-        self._back = asyncio.Event()
+        # Set by others (polls, joins, the sync loop) through the signals, never by a call here.
+        signals = signals or DispatcherSignals()
+        self._wake = signals.new_rows
+        self._back = signals.back
         self._listeners = dict(listeners or {})
         self._outage_wait = outage_wait  # first wait after a server error; doubles up to a minute
         self._outage_delay = 0.0
@@ -81,14 +100,6 @@ class Dispatcher:
         self._last_unpause = clock()
         self._suspects: set[str] = set()  # rooms that failed, then others got through
         self.last_success: float | None = None  # for health checks
-
-    def wake(self) -> None:
-        """Tell the dispatcher that new rows may be waiting."""
-        self._wake.set()
-
-    def homeserver_back(self) -> None:
-        """Tell the dispatcher that the homeserver answers again: end an outage's wait now."""
-        self._back.set()
 
     async def run(self) -> None:
         """Drain the outbox until cancelled, sleeping while it is empty."""

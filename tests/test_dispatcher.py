@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.dispatcher import Dispatcher
+from bot.dispatcher import Dispatcher, DispatcherSignals
 from bot.errors import HomeserverUnavailable, RateLimited, RoomUnavailable, SendError
 from bot.model import Delivery, Entry
 from bot.store import Store
@@ -234,10 +235,41 @@ async def test_the_homeserver_back_ends_the_wait_of_an_outage(store: Store) -> N
     sender = SignallingSender()
     sender.failures["!a:x"] = [HomeserverUnavailable("connection refused")]
     # An hour's wait after the failure, unless told that the homeserver answers again.
-    sending = Dispatcher(store, sender, render, clock=lambda: NOW, outage_wait=3600)
+    signals = DispatcherSignals()  # as the application gives them to the Matrix side too
+    sending = Dispatcher(
+        store, sender, render, clock=lambda: NOW, signals=signals, outage_wait=3600
+    )
     drain = asyncio.create_task(sending.drain())
     await sender.failed.wait()  # the dispatcher runs on to its wait before this returns
-    sending.homeserver_back()
+    signals.homeserver_back()
     async with asyncio.timeout(30):  # a guard against an hour's hang, not a timing check
         assert await drain == 1
     assert [body for _, _, body in sender.sent] == ["one"]
+
+
+async def test_a_wake_signal_sends_new_rows_without_waiting_for_the_idle_tick(
+    store: Store,
+) -> None:
+    sender = ScriptedSender()
+    signals = DispatcherSignals()
+    posted = asyncio.Event()
+    dispatcher = Dispatcher(
+        store,
+        sender,
+        render,
+        clock=lambda: NOW,
+        listeners={"test": lambda delivery: posted.set()},
+        signals=signals,
+    )
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        await asyncio.sleep(0.1)  # the outbox is empty: it waits for the idle tick (30 s)
+        await queue(store, ["!a:x"], ["one"])
+        signals.wake()
+        async with asyncio.timeout(10):  # well under the idle tick
+            await posted.wait()
+        assert [body for _, _, body in sender.sent] == ["one"]
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running

@@ -17,7 +17,7 @@ from nio.crypto import ENCRYPTION_ENABLED
 
 from bot.config import MatrixConfig
 from bot.errors import HomeserverUnavailable, RateLimited, RoomUnavailable
-from bot.matrix import CREATOR_POWER, MAX_QUEUED_PER_SENDER, MatrixBot, _Answers
+from bot.matrix import CREATOR_POWER, CommandHandler, MatrixBot, RoomStates
 from bot.model import Entry
 from bot.store import Store
 from tests.synapse_server import Account, ClientFactory, SynapseServer
@@ -28,9 +28,17 @@ WAIT = 15.0
 needs_e2e = pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="needs the e2e extra")
 
 
+@dataclass(frozen=True)
+class Said:
+    """An answer, as the command handler gives it."""
+
+    text: str
+    html: str | None
+
+
 @dataclass
 class Recorder:
-    """A command callback that records what it is given and answers every command."""
+    """A command handler that records what it is given and answers every command."""
 
     calls: list[tuple[str, str, str, str]] = field(default_factory=list)
     fail_on: str | None = None
@@ -40,12 +48,12 @@ class Recorder:
         return [body for _, _, _, body in self.calls]
 
     async def __call__(
-        self, room_id: str, sender: str, event_id: str, body: str
-    ) -> tuple[str, str | None]:
+        self, room: RoomStates, room_id: str, sender: str, event_id: str, body: str
+    ) -> Said:
         self.calls.append((room_id, sender, event_id, body))
         if body == self.fail_on:
             raise RuntimeError(f"{body} went wrong")
-        return f"ok {body}", f"<b>ok</b> {body}"
+        return Said(f"ok {body}", f"<b>ok</b> {body}")
 
 
 class Bots:
@@ -70,7 +78,7 @@ class Bots:
         self,
         *,
         rooms: Sequence[str] = (),
-        on_command: Recorder | None = None,
+        commands: CommandHandler | None = None,
         **config: Any,
     ) -> MatrixBot:
         bot = MatrixBot(
@@ -78,7 +86,7 @@ class Bots:
             self.store,
             data_dir=self.data,
             region_rooms={REGION: list(rooms)},
-            on_command=on_command,
+            commands=commands,
         )
         self._bots.append(bot)
         return bot
@@ -338,9 +346,7 @@ async def test_member_command_is_answered_with_a_reply_notice(
 ) -> None:
     room_id = await room_with_bot(alice, bots)
     recorder = Recorder()
-    bot = bots.make(rooms=[room_id])
-    bot.on_command = recorder  # as the application does: its handler needs the bot
-    await bots.run(bot)
+    await bots.run(bots.make(rooms=[room_id], commands=recorder))
 
     event_id = await SynapseServer.send_text(alice, room_id, "!help me")
     events = await SynapseServer.wait_for_messages(alice, room_id, replies_to(event_id))
@@ -359,7 +365,7 @@ async def test_commands_sent_before_the_bot_joined_are_not_executed(
     bots: Bots, alice: AsyncClient
 ) -> None:
     recorder = Recorder()
-    await bots.run(bots.make(on_command=recorder, accept_invites_from=(alice.user_id,)))
+    await bots.run(bots.make(commands=recorder, accept_invites_from=(alice.user_id,)))
     room_id = await SynapseServer.create_room(alice)
     await SynapseServer.send_text(alice, room_id, "!early")
     await alice.room_invite(room_id, bots.user_id)
@@ -375,14 +381,14 @@ async def test_handled_command_is_not_executed_again_after_a_restart(
 ) -> None:
     room_id = await room_with_bot(alice, bots)
     first_recorder = Recorder()
-    first = await bots.run(bots.make(rooms=[room_id], on_command=first_recorder))
+    first = await bots.run(bots.make(rooms=[room_id], commands=first_recorder))
     one = await SynapseServer.send_text(alice, room_id, "!one")
     await SynapseServer.wait_for_messages(alice, room_id, replies_to(one))
     await bots.stop(first)
 
     await SynapseServer.send_text(alice, room_id, "!two")  # while the bot is stopped
     second_recorder = Recorder()
-    await bots.run(bots.make(rooms=[room_id], on_command=second_recorder))
+    await bots.run(bots.make(rooms=[room_id], commands=second_recorder))
     three = await SynapseServer.send_text(alice, room_id, "!three")
     events = await SynapseServer.wait_for_messages(alice, room_id, replies_to(three))
 
@@ -394,7 +400,7 @@ async def test_handled_command_is_not_executed_again_after_a_restart(
 async def test_bot_ignores_its_own_messages(bots: Bots, alice: AsyncClient) -> None:
     room_id = await room_with_bot(alice, bots)
     recorder = Recorder()
-    bot = await bots.run(bots.make(rooms=[room_id], on_command=recorder))
+    bot = await bots.run(bots.make(rooms=[room_id], commands=recorder))
 
     await bot.send_notice(room_id, {"msgtype": "m.text", "body": "!help"}, "crieur.test.own")
     marker = await SynapseServer.send_text(alice, room_id, "!marker")
@@ -407,7 +413,7 @@ async def test_failing_command_is_logged_and_the_loop_goes_on(
 ) -> None:
     room_id = await room_with_bot(alice, bots)
     recorder = Recorder(fail_on="!boom")
-    await bots.run(bots.make(rooms=[room_id], on_command=recorder))
+    await bots.run(bots.make(rooms=[room_id], commands=recorder))
 
     await SynapseServer.send_text(alice, room_id, "!boom")
     after = await SynapseServer.send_text(alice, room_id, "!after")
@@ -521,7 +527,7 @@ async def test_send_during_an_outage_fails_promptly_and_the_sync_loop_resumes(
 ) -> None:
     room_id = await room_with_bot(alice, bots)
     recorder = Recorder()
-    bot = await bots.run(bots.make(rooms=[room_id], on_command=recorder))
+    bot = await bots.run(bots.make(rooms=[room_id], commands=recorder))
 
     async with synapse.outage():
         began = time.monotonic()
@@ -546,7 +552,7 @@ async def test_encrypted_command_gets_an_encrypted_answer_with_the_e2e_extra(
         await alice.keys_upload()
         room_id = await room_with_bot(alice, bots, encrypted=True)
         recorder = Recorder()
-        bot = await bots.run(bots.make(rooms=[room_id], on_command=recorder, encryption=True))
+        bot = await bots.run(bots.make(rooms=[room_id], commands=recorder, encryption=True))
         await joined(alice, room_id, bots.user_id)
         await alice.sync(timeout=0)
         sent = await alice.room_send(
@@ -610,37 +616,3 @@ async def queue_messages(store: Store, room_id: str, count: int) -> None:
     ]
     (feed,) = await store.feeds(["april"])
     await store.record_poll(feed, REGION, entries, now=now.timestamp(), **options)
-
-
-async def test_queued_answers_serve_people_in_turn_and_cap_each_person() -> None:
-    answers = _Answers()
-    flood = [answers.put("!r", "@flood:x", f"$f{n}", {}) for n in range(MAX_QUEUED_PER_SENDER + 5)]
-    assert flood == [True] * MAX_QUEUED_PER_SENDER + [False] * 5  # the rest dropped
-    assert answers.put("!r", "@alice:x", "$a1", {})
-    # Alice waits for the flood's answer being sent, not for all of them.
-    order = [(await answers.next()).event_id for _ in range(3)]
-    assert order == ["$f0", "$a1", "$f1"]
-
-
-async def test_whoever_was_answered_least_lately_goes_first() -> None:
-    now = [0.0]
-    answers = _Answers(clock=lambda: now[0])
-    for n in range(3):
-        answers.put("!r", "@flood:x", f"$f{n}", {})
-        assert (await answers.next()).event_id == f"$f{n}"
-    answers.put("!r", "@flood:x", "$f3", {})
-    answers.put("!r", "@alice:x", "$a1", {})  # queued after the flood's
-    assert (await answers.next()).event_id == "$a1"
-    now[0] = 1000.0  # long after: the flood's answers no longer count against it
-    answers.put("!r", "@alice:x", "$a2", {})
-    assert [(await answers.next()).event_id for _ in range(2)] == ["$f3", "$a2"]
-
-
-async def test_a_sync_token_is_safe_to_store_once_its_answers_are_settled() -> None:
-    answers = _Answers()
-    assert answers.processed("t1") == "t1"  # no command in that sync
-    answers.put("!r", "@alice:x", "$a", {})
-    assert answers.processed("t2") is None  # its answer is not sent yet
-    assert answers.processed("t3") is None  # nor may a later token skip it
-    answer = await answers.next()
-    assert answers.done(answer) == "t3"

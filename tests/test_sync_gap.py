@@ -7,18 +7,21 @@ restart, an outage or under a flood, the events before those are read back with 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import re
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from nio import AsyncClient, AsyncClientConfig
 
-from bot import matrix
 from bot.catalogue import Catalogue
-from bot.commands import Commands
+from bot.commands import Commands, Reply
 from bot.config import Organisation, Region
-from bot.matrix import TIMELINE_LIMIT, MatrixBot
+from bot.matrix import TIMELINE_LIMIT, RoomStates
+from bot.matrix import sync as matrix_sync
 from bot.store import Store
 from tests.e2e_support import send_encrypted
 from tests.synapse_server import SynapseServer
@@ -70,33 +73,92 @@ async def send_filler(client: AsyncClient, room_id: str, count: int, tag: str) -
         await SynapseServer.send_text(client, room_id, f"{tag} chatter {n}")
 
 
-def with_commands(bot: MatrixBot, store: Store) -> list[str]:
-    """Answer with the real command handler, as the application does; return the events run."""
+CommandHandler = Callable[[RoomStates, str, str, str, str], Awaitable[Reply | None]]
+
+
+def real_commands(store: Store) -> tuple[CommandHandler, list[str]]:
+    """The real command handler, as the application builds it; and the events it ran."""
     commands = Commands(
         store, CATALOGUE, language="en", prefix="!", admins=(), manage_power_level=50
     )
-    rooms = PlainRooms(bot)
     ran: list[str] = []
 
     async def handler(
-        room_id: str, sender: str, event_id: str, body: str
-    ) -> tuple[str, str | None] | None:
+        room: RoomStates, room_id: str, sender: str, event_id: str, body: str
+    ) -> Reply | None:
         ran.append(event_id)
-        reply = await commands(rooms, room_id, sender, event_id, body)
-        return None if reply is None else (reply.text, reply.html)
+        return await commands(room, room_id, sender, event_id, body)
 
-    bot.on_command = handler
-    return ran
+    return handler, ran
 
 
-class PlainRooms:
-    """The commands' view of the bot's rooms: its power levels, and no encryption."""
+class ReverseProxy:
+    """A reverse proxy in front of Synapse that answers 502 while Synapse is down, as nginx does.
 
-    def __init__(self, bot: MatrixBot) -> None:
-        self.power_level = bot.power_level
+    The first time it is asked to read a room's events back, it stops Synapse before passing
+    the request on: the homeserver goes away between a sync and the reading back of its gap.
+    """
 
-    def encryption(self, room_id: str) -> tuple[bool, bool]:
-        return False, False
+    READ_BACK = re.compile(r"/_matrix/client/v3/rooms/[^/]+/messages")
+
+    def __init__(self, synapse: SynapseServer) -> None:
+        self._synapse = synapse
+        self.stopped_synapse = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._forward)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        await web.SockSite(self._runner, sock, shutdown_timeout=0.1).start()
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        assert self._session is not None
+        if self.READ_BACK.fullmatch(request.path) and not self.stopped_synapse.is_set():
+            self.stopped_synapse.set()
+            await self._synapse.astop()
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if name.lower() in ("authorization", "content-type")
+        }
+        try:
+            async with self._session.request(
+                request.method,
+                self._synapse.base_url + request.rel_url.raw_path_qs,
+                headers=headers,
+                data=await request.read(),
+            ) as upstream:
+                return web.Response(
+                    status=upstream.status,
+                    body=await upstream.read(),
+                    content_type=upstream.content_type,
+                )
+        except aiohttp.ClientConnectionError:
+            return web.Response(status=502, text="<html>502 Bad Gateway</html>")
+
+
+@pytest.fixture
+async def proxy(synapse: SynapseServer) -> AsyncIterator[ReverseProxy]:
+    front = ReverseProxy(synapse)
+    await front.start()
+    yield front
+    await front.close()
+    if not synapse.running:
+        await synapse.astart()
 
 
 async def test_command_left_out_of_a_sync_after_a_restart_is_answered_once_and_applied(
@@ -105,9 +167,8 @@ async def test_command_left_out_of_a_sync_after_a_restart_is_answered_once_and_a
     alice = await fast_client(synapse, "alice")  # the room's creator: a moderator
     try:
         room_id = await room_with_bot(alice, bots)
-        first = bots.make(rooms=[room_id])
-        with_commands(first, store)
-        await bots.run(first)
+        handler, _ = real_commands(store)
+        first = await bots.run(bots.make(rooms=[room_id], commands=handler))
         hello = await SynapseServer.send_text(alice, room_id, "!help")
         await SynapseServer.wait_for_messages(alice, room_id, replies_to(hello))
         await bots.stop(first)
@@ -116,9 +177,8 @@ async def test_command_left_out_of_a_sync_after_a_restart_is_answered_once_and_a
         command = await SynapseServer.send_text(alice, room_id, "!subscribe april")
         await send_filler(alice, room_id, FILLER, "stopped")
 
-        second = bots.make(rooms=[room_id])
-        ran = with_commands(second, store)
-        await bots.run(second)
+        handler, ran = real_commands(store)
+        await bots.run(bots.make(rooms=[room_id], commands=handler))
         await SynapseServer.wait_for_messages(alice, room_id, replies_to(command))
         marker = await SynapseServer.send_text(alice, room_id, "!help")
         events = await SynapseServer.wait_for_messages(alice, room_id, replies_to(marker))
@@ -139,7 +199,7 @@ async def test_commands_spread_through_a_long_gap_are_each_answered_once(
     try:
         room_id = await SynapseServer.create_room(people[0], invite=[bots.user_id, *people[1:]])
         recorder = Recorder()
-        bot = bots.make(rooms=[room_id], on_command=recorder)
+        bot = bots.make(rooms=[room_id], commands=recorder)
         await bot.start()  # synced once; the sync loop is not running yet
 
         # Over two pages of /messages, with the commands spread through it.
@@ -174,12 +234,12 @@ async def test_a_gap_longer_than_the_bound_is_read_back_up_to_the_bound(
 ) -> None:
     # The gap below holds 52 events (102 sent, the last 50 in the sync): !recent is among its
     # newest 30, !too-old is not.
-    monkeypatch.setattr(matrix, "MAX_GAP_EVENTS", 30)
+    monkeypatch.setattr(matrix_sync, "MAX_GAP_EVENTS", 30)
     alice = await fast_client(synapse, "alice")
     try:
         room_id = await room_with_bot(alice, bots)
         recorder = Recorder()
-        bot = bots.make(rooms=[room_id], on_command=recorder)
+        bot = bots.make(rooms=[room_id], commands=recorder)
         await bot.start()
 
         await SynapseServer.send_text(alice, room_id, "!too-old")
@@ -211,7 +271,7 @@ async def test_command_left_out_of_an_encrypted_room_is_decrypted_and_answered(
         await alice.sync(timeout=0)
         await alice.keys_upload()
         room_id = await room_with_bot(alice, bots, encrypted=True)
-        first = await bots.run(bots.make(rooms=[room_id], on_command=Recorder(), encryption=True))
+        first = await bots.run(bots.make(rooms=[room_id], commands=Recorder(), encryption=True))
         await joined(alice, room_id, bots.user_id)
         await bots.stop(first)
 
@@ -222,7 +282,7 @@ async def test_command_left_out_of_an_encrypted_room_is_decrypted_and_answered(
             await send_encrypted(alice, room_id, f"chatter {n}")
 
         recorder = Recorder()
-        await bots.run(bots.make(rooms=[room_id], on_command=recorder, encryption=True))
+        await bots.run(bots.make(rooms=[room_id], commands=recorder, encryption=True))
 
         async def answered() -> bool:
             await alice.sync(timeout=0)
@@ -238,32 +298,21 @@ async def test_command_left_out_of_an_encrypted_room_is_decrypted_and_answered(
 async def test_a_gap_unreadable_during_an_outage_is_read_once_the_homeserver_is_back(
     bots: Bots,
     synapse: SynapseServer,
-    monkeypatch: pytest.MonkeyPatch,
+    proxy: ReverseProxy,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     alice = await fast_client(synapse, "alice")
     try:
         room_id = await room_with_bot(alice, bots)
         recorder = Recorder()
-        bot = bots.make(rooms=[room_id], on_command=recorder)
+        # The bot reaches Synapse through the proxy, which stops Synapse when the gap is read.
+        bot = bots.make(rooms=[room_id], commands=recorder, homeserver=proxy.url)
         await bot.start()
         command = await SynapseServer.send_text(alice, room_id, "!during")
         await send_filler(alice, room_id, FILLER, "busy")
 
-        # The homeserver goes away between the sync and the reading back of its gap.
-        client = bot._client
-        read_back = client.room_messages
-        stopped = asyncio.Event()
-
-        async def after_an_outage(*args: Any, **kwargs: Any) -> object:
-            if not stopped.is_set():
-                stopped.set()
-                await synapse.astop()
-            return await read_back(*args, **kwargs)
-
-        monkeypatch.setattr(client, "room_messages", after_an_outage)
         bots.loop(bot)
-        await asyncio.wait_for(stopped.wait(), WAIT)
+        await asyncio.wait_for(proxy.stopped_synapse.wait(), WAIT)
 
         async def retrying() -> bool:
             return "sync failed (read the events missed in" in caplog.text
