@@ -73,10 +73,6 @@ class Catalogue:
         self._by_region: dict[str, list[Organisation]] = {slug: [] for slug in regions}
         for organisation in self._sorted_organisations:
             self._by_region[organisation.region].append(organisation)
-        self._by_feed: dict[str, Organisation] = {}
-        for organisation in self._sorted_organisations:
-            for feed in organisation.feeds:
-                self._by_feed.setdefault(feed, organisation)
         # Display names by normalised form, for suggestions; regions last so they win ties.
         self._names: dict[str, str] = {}
         items: tuple[Region | Organisation, ...] = (
@@ -168,10 +164,6 @@ class Catalogue:
     def region_of(self, organisation: Organisation) -> Region:
         """Return the region of an organisation of this catalogue."""
         return self._regions[organisation.region]
-
-    def organisation_for_feed(self, url: str) -> Organisation | None:
-        """Return the organisation that publishes the feed at exactly this URL."""
-        return self._by_feed.get(url.strip())
 
 
 def _lookup_key(text: str) -> str:

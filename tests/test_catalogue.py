@@ -173,12 +173,6 @@ def test_the_region_of_an_organisation(catalogue: Catalogue) -> None:
     assert catalogue.region_of(itopie).name == "Genève"
 
 
-def test_a_feed_url_leads_to_its_organisation(catalogue: Catalogue) -> None:
-    found = catalogue.organisation_for_feed("https://framablog.org/feed/")
-    assert found is not None and found.slug == "framasoft"
-    assert catalogue.organisation_for_feed("https://example.org/feed/") is None
-
-
 def test_an_organisation_in_an_unknown_region_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown region"):
         Catalogue({}, {"a": Organisation("a", "A", "nowhere")})
