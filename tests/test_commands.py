@@ -16,6 +16,7 @@ from bot.config import Language, Organisation, Region
 from bot.i18n import t
 from bot.model import Entry
 from bot.store import Store
+from tests.clock import Clock
 
 NOW = datetime(2026, 1, 9, 12, 0, tzinfo=UTC).timestamp()
 DAY = 86400.0
@@ -51,16 +52,6 @@ ORGANISATIONS = {
 }
 
 
-class Clock:
-    """A clock the tests move by hand."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Bot:
     """The command handler as a room sees it, with power levels and a clock of its own.
 
@@ -77,7 +68,7 @@ class Bot:
         levels: Mapping[str, int] | None = None,
     ) -> None:
         self.store = store
-        self.clock = Clock()
+        self.clock = Clock(NOW)
         self.levels = dict(levels or {MODERATOR: 50, MEMBER: 0, ADMIN: 0})
         self.encrypts = (False, False)
         self.commands = Commands(

@@ -24,20 +24,11 @@ from bot.model import Delivery
 from bot.pipeline import Pipeline
 from bot.scheduler import PollTiming
 from bot.store import Store
+from tests.clock import Clock
 from tests.feed_server import FeedServer, rss
 
 START = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 ROOM = "!news:example.org"
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = START.timestamp()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -141,7 +132,7 @@ def item(n: int) -> dict[str, object]:
 
 @pytest.fixture
 async def bench(tmp_path: Path, feed_server: FeedServer) -> AsyncIterator[Bench]:
-    clock = Clock()
+    clock = Clock(START.timestamp())
     now = clock()
     signs = Signs(sync=now - 5, tick=now - 10, reachable=now - 5)
     store = await Store.open(tmp_path / "crieur.sqlite3")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nio import AsyncClient, AsyncClientConfig, Event, RoomGetStateEventResponse
+from nio import AsyncClient, AsyncClientConfig, Event
 from nio.crypto import ENCRYPTION_ENABLED
 
 from bot.config import MatrixConfig
@@ -20,6 +20,7 @@ from bot.errors import HomeserverUnavailable, RateLimited, RoomUnavailable
 from bot.matrix import CREATOR_POWER, CommandHandler, MatrixBot, RoomStates
 from bot.model import Entry
 from bot.store import Store
+from tests.e2e_support import eventually, membership, wait_for_membership
 from tests.synapse_server import Account, ClientFactory, SynapseServer
 
 REGION = "ile-de-france"
@@ -140,28 +141,6 @@ async def alice(matrix_client: ClientFactory) -> AsyncClient:
     return await matrix_client("alice")
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = WAIT) -> None:  # noqa: ASYNC109
-    """Poll until `check()` holds: the homeserver's state is what tells, not an event here."""
-    async with asyncio.timeout(timeout):
-        while not await check():  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
-
-
-async def membership(client: AsyncClient, room_id: str, user_id: str) -> str | None:
-    response = await client.room_get_state_event(room_id, "m.room.member", user_id)
-    if isinstance(response, RoomGetStateEventResponse):
-        value = response.content.get("membership")
-        return value if isinstance(value, str) else None
-    return None
-
-
-async def joined(client: AsyncClient, room_id: str, user_id: str) -> None:
-    async def check() -> bool:
-        return await membership(client, room_id, user_id) == "join"
-
-    await eventually(check)
-
-
 def replies_to(event_id: str) -> Callable[[list[Event]], bool]:
     def check(events: list[Event]) -> bool:
         return any(reply_of(event) == event_id for event in events)
@@ -274,7 +253,7 @@ async def test_invites_from_an_allowed_user_are_accepted_and_others_declined(
     welcome = await room_with_bot(alice, bots)
     unwelcome = await room_with_bot(mallory, bots)
 
-    await joined(alice, welcome, bots.user_id)
+    await wait_for_membership(alice, welcome, bots.user_id, "join")
 
     async def declined() -> bool:
         return await membership(mallory, unwelcome, bots.user_id) == "leave"
@@ -285,7 +264,7 @@ async def test_invites_from_an_allowed_user_are_accepted_and_others_declined(
 async def test_invites_from_an_allowed_server_are_accepted(bots: Bots, alice: AsyncClient) -> None:
     await bots.run(bots.make(accept_invites_from=("example.org", bots.server.server_name)))
     room_id = await room_with_bot(alice, bots)
-    await joined(alice, room_id, bots.user_id)
+    await wait_for_membership(alice, room_id, bots.user_id, "join")
 
 
 @pytest.mark.parametrize("how", ["kick", "ban"])
@@ -369,7 +348,7 @@ async def test_commands_sent_before_the_bot_joined_are_not_executed(
     room_id = await SynapseServer.create_room(alice)
     await SynapseServer.send_text(alice, room_id, "!early")
     await alice.room_invite(room_id, bots.user_id)
-    await joined(alice, room_id, bots.user_id)
+    await wait_for_membership(alice, room_id, bots.user_id, "join")
 
     event_id = await SynapseServer.send_text(alice, room_id, "!late")
     await SynapseServer.wait_for_messages(alice, room_id, replies_to(event_id))
@@ -553,7 +532,7 @@ async def test_encrypted_command_gets_an_encrypted_answer_with_the_e2e_extra(
         room_id = await room_with_bot(alice, bots, encrypted=True)
         recorder = Recorder()
         bot = await bots.run(bots.make(rooms=[room_id], commands=recorder, encryption=True))
-        await joined(alice, room_id, bots.user_id)
+        await wait_for_membership(alice, room_id, bots.user_id, "join")
         await alice.sync(timeout=0)
         sent = await alice.room_send(
             room_id,

@@ -14,19 +14,10 @@ from bot.fetcher import Fetcher
 from bot.pipeline import Pipeline
 from bot.scheduler import PollTiming
 from bot.store import Store
+from tests.clock import Clock
 from tests.feed_server import FeedServer, rss
 
 START = datetime(2026, 1, 8, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = START.timestamp()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -60,7 +51,7 @@ async def bench(tmp_path: Path, feed_server: FeedServer) -> AsyncIterator[Bench]
     organisations = {
         "april": Organisation("april", "April", "france", feeds=(feed_server.url("/april"),))
     }
-    clock = Clock()
+    clock = Clock(START.timestamp())
     store = await Store.open(tmp_path / "crieur.sqlite3")
     await store.sync_feeds([("april", feed_server.url("/april"))])
     await store.follow("!room:x", "region", "france", now=clock())
