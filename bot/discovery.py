@@ -113,7 +113,7 @@ def check_url(text: str) -> str:
         parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
     except ValueError as error:
         raise InvalidURL(f"invalid URL {text.strip()!r}: {error}") from None
-    if parts.scheme.lower() not in ("http", "https"):
+    if parts.scheme not in ("http", "https"):
         raise InvalidURL(f"unsupported URL {url!r}: only http and https are fetched")
     if not host:
         raise InvalidURL(f"invalid URL {url!r}: no host")
