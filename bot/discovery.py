@@ -310,9 +310,9 @@ class _Search:
             page_url = result.final_url or self._start
             page = await asyncio.to_thread(_read_page, result, page_url)
             if page.feed is not None:
-                permanent = result.permanent_url
-                feed = page.feed if permanent is None else FoundFeed(permanent, page.feed.title)
-                return self._done((feed,))
+                # Polled where it was asked for, unless it moved for good.
+                feed_url = result.permanent_url or self._start
+                return self._done((FoundFeed(feed_url, page.feed.title),))
             links = page.links
             said = self._page_said(page)
         feeds: list[FoundFeed] = []

@@ -25,7 +25,7 @@ from bot.discovery import (
 )
 from bot.errors import FetchError, InvalidURL
 from bot.fetcher import Fetcher, RequestBudget
-from bot.parser import MAX_FEED_TITLE
+from bot.parser import MAX_FEED_TITLE, parse_feed
 from tests.feed_server import FeedServer, rss
 
 DATA = Path(__file__).parent / "data"
@@ -352,6 +352,21 @@ async def test_a_feed_url_is_used_as_it_is_in_one_request(
     assert found.requests == 1
 
 
+async def test_a_feed_url_is_kept_through_a_temporary_redirect_and_replaced_after_a_permanent_one(
+    fetcher: Fetcher, feed_server: FeedServer
+) -> None:
+    feed_server.redirect("/for-now", "/feed.xml", code=302)
+    feed_server.redirect("/for-good", "/feed.xml", code=308)
+    feed_server.set_feed("/feed.xml", FEED)
+
+    for_now = await discover(fetcher, feed_server.url("/for-now"))
+    for_good = await discover(fetcher, feed_server.url("/for-good"))
+
+    assert [feed.url for feed in for_now.feeds] == [feed_server.url("/for-now")]
+    assert [feed.url for feed in for_good.feeds] == [feed_server.url("/feed.xml")]
+    assert for_now.requests == for_good.requests == 2
+
+
 async def test_a_feed_served_as_html_is_still_a_feed(
     fetcher: Fetcher, feed_server: FeedServer
 ) -> None:
@@ -451,6 +466,19 @@ async def test_a_private_address_is_refused_before_any_request_when_not_allowed(
 async def test_a_bad_url_raises_before_anything_is_fetched(fetcher: Fetcher) -> None:
     with pytest.raises(InvalidURL):
         await discover(fetcher, "gopher://example.org/")
+
+
+# -- a feed's own title, as the parser gives it --------------------------------------------------
+
+
+def test_a_feeds_title_is_plain_text_capped_and_empty_when_missing() -> None:
+    long_title = rss([{"title": "Un", "guid": "1"}], title="Le\tclub\x07 " * 40)
+    untitled = rss([{"title": "Un", "guid": "1"}], title="")
+
+    title = parse_feed(long_title, feed_url=PAGE).title
+    assert title.startswith("Le club Le club")
+    assert len(title) <= MAX_FEED_TITLE
+    assert parse_feed(untitled, feed_url=PAGE).title == ""
 
 
 # -- the fetcher's request budget -----------------------------------------------------------------
