@@ -142,9 +142,12 @@ def usual_feed_urls(url: str) -> list[str]:
 
 
 def is_comments_feed(title: str, url: str) -> bool:
-    """Return whether a feed link is a comments feed, by its title or URL."""
-    # "comment" covers "comments" and the French "commentaires".
-    return "comment" in title.casefold() or "comment" in url.casefold()
+    """Return whether a feed link is a comments feed, by its title or its URL's path and query."""
+    parts = urlsplit(url)
+    # "comment" covers "comments" and the French "commentaires"; the host is left out, so
+    # that a site named "comment-faire.example" keeps its feeds.
+    where = f"{title} {parts.path} {parts.query}".casefold()
+    return "comment" in where
 
 
 def feed_links(page: str, page_url: str) -> list[FeedLink]:
@@ -317,6 +320,8 @@ class _Search:
             said = self._page_said(page)
         feeds: list[FoundFeed] = []
         for link in links:
+            if link.url in self._tried:  # a page naming itself as its feed
+                continue
             if self._out_of_requests():
                 break
             found = await self._try(link.url, link.title)

@@ -39,15 +39,9 @@ def link(href: str, *, title: str = "", type_: str = "application/rss+xml") -> s
     return f'<link rel="alternate" type="{type_}" title="{title}" href="{href}">'
 
 
-def polling(**overrides: object) -> PollingConfig:
-    values: dict[str, object] = {"timeout": 2.0, "allow_private_networks": True}
-    values.update(overrides)
-    return PollingConfig(**values)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 async def fetcher() -> AsyncIterator[Fetcher]:
-    async with Fetcher(polling()) as fetcher:
+    async with Fetcher(PollingConfig(timeout=2.0, allow_private_networks=True)) as fetcher:
         yield fetcher
 
 
@@ -101,6 +95,13 @@ def test_feed_links_are_the_rss_and_atom_alternates_in_page_order() -> None:
 def test_comments_feeds_are_skipped_by_their_title_or_url(title: str, href: str) -> None:
     assert is_comments_feed(title, href)
     assert feed_links(link(href, title=title), PAGE) == []
+
+
+def test_a_site_whose_host_name_speaks_of_comments_keeps_its_feeds() -> None:
+    page = link("https://commentcamarche.example/rss.xml", title="Actualités")
+    assert feed_links(page, PAGE) == [
+        FeedLink("https://commentcamarche.example/rss.xml", "Actualités")
+    ]
 
 
 def test_relative_links_are_resolved_against_the_page() -> None:
@@ -455,7 +456,7 @@ async def test_a_private_address_is_refused_before_any_request_when_not_allowed(
 ) -> None:
     serve_file(feed_server, "/", "wordpress.html")
 
-    async with Fetcher(polling(allow_private_networks=False)) as fetcher:
+    async with Fetcher(PollingConfig(timeout=2.0)) as fetcher:
         found = await discover(fetcher, feed_server.url("/"))
 
     assert found.feeds == ()
