@@ -118,7 +118,8 @@ def check_url(text: str) -> str:
     if not host:
         raise InvalidURL(f"invalid URL {url!r}: no host")
     if parts.username is not None or parts.password is not None:
-        raise InvalidURL(f"invalid URL {url!r}: a user name or password is not accepted")
+        # Not repeated: the URL holds a secret.
+        raise InvalidURL("invalid URL: a user name or password is not accepted")
     return urlunsplit(parts._replace(fragment=""))
 
 

@@ -215,6 +215,12 @@ def test_urls_that_cannot_be_fetched_are_refused(typed: str, says: str) -> None:
         check_url(typed)
 
 
+def test_a_refused_url_with_a_password_does_not_repeat_it() -> None:
+    with pytest.raises(InvalidURL) as refused:
+        check_url("https://user:s3cret@april.org/")
+    assert "s3cret" not in str(refused.value)
+
+
 # -- discovering, against a real local server -----------------------------------------------------
 
 SITES = [
