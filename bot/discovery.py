@@ -104,22 +104,25 @@ def check_url(text: str) -> str:
     if len(url) > MAX_URL:
         raise InvalidURL(f"URL longer than {MAX_URL} characters")
     if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
-        raise InvalidURL(f"invalid URL {url!r}: it contains spaces or control characters")
+        raise InvalidURL("invalid URL: it contains spaces or control characters")
     if "://" not in url:
         url = "https://" + url
     try:
         parts = urlsplit(url)
+    except ValueError as error:
+        raise InvalidURL(f"invalid URL: {error}") from None
+    if parts.username is not None or parts.password is not None:
+        # Not repeated: the URL holds a secret.
+        raise InvalidURL("invalid URL: a user name or password is not accepted")
+    try:
         host = parts.hostname
         parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
     except ValueError as error:
-        raise InvalidURL(f"invalid URL {text.strip()!r}: {error}") from None
+        raise InvalidURL(f"invalid URL {url!r}: {error}") from None
     if parts.scheme not in ("http", "https"):
         raise InvalidURL(f"unsupported URL {url!r}: only http and https are fetched")
     if not host:
         raise InvalidURL(f"invalid URL {url!r}: no host")
-    if parts.username is not None or parts.password is not None:
-        # Not repeated: the URL holds a secret.
-        raise InvalidURL("invalid URL: a user name or password is not accepted")
     return urlunsplit(parts._replace(fragment=""))
 
 
