@@ -191,8 +191,8 @@ def _absolute(base: str, href: str) -> str | None:
         host = parts.hostname
     except ValueError:
         return None
-    if parts.scheme not in ("http", "https") or not host:
-        return None
+    if parts.scheme not in ("http", "https") or not host or "@" in parts.netloc:
+        return None  # credentials in a link would be sent along, and shown
     url = urlunsplit(parts._replace(fragment=""))
     return url if len(url) <= MAX_URL else None
 

@@ -128,6 +128,7 @@ def test_links_that_are_not_http_or_lead_nowhere_are_dropped_and_duplicates_kept
         + link("/feed/#top")
         + link("/feed/")
         + link("http://[::1")
+        + link("https://user:secret@club.example.org/private.xml")
     )
     assert feed_links(page, PAGE) == [FeedLink("https://club.example.org/feed/", "")]
 
