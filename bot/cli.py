@@ -13,7 +13,8 @@ from typing import TextIO
 
 from . import __version__
 from .catalogue import Catalogue
-from .config import Config, load_config, resolve_config_path
+from .config import Config, PollingConfig, load_config, resolve_config_path
+from .discovery import Discovery, discover
 from .errors import ConfigError, CrieurError, OpmlError
 from .fetcher import Fetcher
 from .logs import RedactSecrets, setup_logging
@@ -68,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     importer.add_argument("file", type=Path, metavar="FILE")
     with_config(commands.add_parser("export-opml", help="print the organisations as OPML"))
+    finder = commands.add_parser(
+        "discover", help="find the feeds of a web site (the main one first) and print them"
+    )
+    finder.add_argument("url", metavar="URL", help="a feed, or a site's page")
+    finder.add_argument(
+        "-c",
+        "--config",
+        help="use this configuration's polling settings (default: built-in defaults)",
+    )
     demo = commands.add_parser(
         "demo",
         help="try Crieur: a throwaway homeserver, sample feeds and the bot, all on this machine",
@@ -114,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_import_opml(args, sys.stdout)
         if args.command == "export-opml":
             return cmd_export_opml(args, sys.stdout)
+        if args.command == "discover":
+            return cmd_discover(args, sys.stdout)
         if args.command == "demo":
             return cmd_demo(args, argv)
     except ConfigError as error:
@@ -272,6 +284,25 @@ def cmd_export_opml(args: argparse.Namespace, out: TextIO) -> int:
     config = read_config(args)
     out.write(write_opml(Catalogue.from_config(config)).decode())
     return EXIT_OK
+
+
+def cmd_discover(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the feeds found at a URL, the main one first; exit 2 when there is none."""
+    # Private addresses stay refused unless the configuration named with -c allows them.
+    polling = read_config(args).polling if args.config else PollingConfig()
+    found = asyncio.run(discover_once(polling, args.url))
+    if not found.feeds:
+        print(f"no feed found at {found.url}: {found.reason}", file=out)
+        return EXIT_FEED_ERRORS
+    for feed in found.feeds:
+        print(f"{feed.url}  {feed.title}", file=out)
+    return EXIT_OK
+
+
+async def discover_once(polling: PollingConfig, url: str) -> Discovery:
+    """Run one discovery with a fetcher of its own."""
+    async with Fetcher(polling) as fetcher:
+        return await discover(fetcher, url)
 
 
 def cmd_demo(args: argparse.Namespace, argv: Sequence[str] | None) -> int:

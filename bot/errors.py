@@ -46,6 +46,10 @@ class FetchError(CrieurError):
         super().__init__(f"{url}: {message}")
 
 
+class InvalidURL(CrieurError):
+    """A URL a person gave cannot be fetched: not http(s), no host, or credentials in it."""
+
+
 class ParseError(CrieurError):
     """A fetched body holds no usable feed entries."""
 

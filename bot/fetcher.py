@@ -31,6 +31,7 @@ __all__ = [
     "MAX_REDIRECTS",
     "MAX_RETRY_AFTER",
     "Fetcher",
+    "RequestBudget",
     "address_kind",
     "is_public_address",
     "parse_retry_after",
@@ -169,6 +170,14 @@ class _Redirect:
     location: URL
 
 
+@dataclass(slots=True)
+class RequestBudget:
+    """HTTP requests that several fetches share, redirects included; `used` grows with each."""
+
+    limit: int
+    used: int = 0
+
+
 def _format_size(size: int) -> str:
     """Write a byte count the way the config does (5 MiB, 512 KiB)."""
     for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
@@ -251,9 +260,18 @@ class Fetcher:
             await resolver.close()
 
     async def fetch(
-        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        budget: RequestBudget | None = None,
     ) -> FetchResult:
-        """GET a feed, conditionally when validators are given; 304 gives a result without body."""
+        """GET a feed, conditionally when validators are given; 304 gives a result without body.
+
+        With a `budget`, every request (each redirect is one) spends from it, and a fetch that
+        finds it empty raises FetchError.
+        """
         session = self._session
         if session is None:
             raise RuntimeError("Fetcher.fetch() called outside 'async with Fetcher(...)'")
@@ -269,6 +287,10 @@ class Fetcher:
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
+            if budget is not None:
+                if budget.used >= budget.limit:
+                    raise FetchError(url, f"gave up after {budget.limit} requests")
+                budget.used += 1
             # Per host first, so that feeds queueing behind a busy host hold no global slot.
             async with self._host_slot(current), self._global:
                 if deadline is None:  # time spent queueing for a slot is not the feed's fault
@@ -297,6 +319,8 @@ class Fetcher:
                 (loop.time() - started) * 1000,
                 f", moved permanently to {current}" if moved else "",
             )
+        if len(chain) > 1:
+            outcome = replace(outcome, final_url=str(current))
         if moved:
             logger.info("feed %s moved permanently to %s", url, current)
             outcome = replace(outcome, permanent_url=str(current))

@@ -58,9 +58,6 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
         "error.unknown_command": (
             "Commande inconnue : « {command} ». Vouliez-vous dire {suggestions} ?"
         ),
-        "error.unknown_command.no_suggestion": (
-            "Commande inconnue : « {command} ». Tapez {help} pour la liste des commandes."
-        ),
         "error.unknown_name": "Nom inconnu : « {name} ». Vouliez-vous dire {suggestions} ?",
         "error.unknown_name.no_suggestion": (
             "Nom inconnu : « {name} ». Tapez {orgs} ou {regions} pour voir les noms connus."
@@ -175,9 +172,6 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "usage.unsubscribe": "NAME …",
         "usage.latest": "NAME [N]",
         "error.unknown_command": "Unknown command “{command}”. Did you mean {suggestions}?",
-        "error.unknown_command.no_suggestion": (
-            "Unknown command “{command}”. Type {help} for the list of commands."
-        ),
         "error.unknown_name": "Unknown name “{name}”. Did you mean {suggestions}?",
         "error.unknown_name.no_suggestion": (
             "Unknown name “{name}”. Type {orgs} or {regions} to see the known names."

@@ -28,6 +28,7 @@ class FetchResult:
     last_modified: str | None
     permanent_url: str | None = None  # set when a 301/308 chain moved the feed for good
     content_type: str | None = None
+    final_url: str | None = None  # where the body came from, when redirects were followed
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ from .errors import ParseError
 from .model import Entry
 
 MAX_TITLE = 500
+MAX_FEED_TITLE = 200
 UNTITLED_TITLE = 80
 MAX_SUMMARY_BYTES = 64 * 1024
 MAX_KEY = 1024
@@ -108,8 +109,21 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"[^\S\u00a0\u202f]+")
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """A feed's own title (plain text, at most ``MAX_FEED_TITLE`` characters) and its entries."""
+
+    title: str  # empty when the feed has none
+    entries: list[Entry]
+
+
 def parse(body: bytes, *, feed_url: str) -> list[Entry]:
     """Turn a fetched body into entries, oldest first; raise ParseError if it holds none."""
+    return parse_feed(body, feed_url=feed_url).entries
+
+
+def parse_feed(body: bytes, *, feed_url: str) -> ParsedFeed:
+    """Like `parse`, also giving the feed's own title."""
     if not body.strip():
         raise ParseError("the body is empty")
     # A stream, never bytes or str: feedparser treats those as a file name or a URL to open.
@@ -128,7 +142,13 @@ def parse(body: bytes, *, feed_url: str) -> list[Entry]:
     # Only the newest: a feed regenerating thousands of ids on every fetch would otherwise add
     # that many rows to the database at each poll. Stable for real feeds, whose newest entries
     # stay the newest from one fetch to the next.
-    return _disambiguate(_oldest_first(entries))[-MAX_ENTRIES:]
+    entries = _disambiguate(_oldest_first(entries))[-MAX_ENTRIES:]
+    return ParsedFeed(plain_title(_title(result.get("feed") or {}), MAX_FEED_TITLE), entries)
+
+
+def plain_title(text: str, limit: int) -> str:
+    """Return text on one line without control characters, cut on a word to `limit` characters."""
+    return _shorten(_clean_text(text), limit)
 
 
 class _RootReached(Exception):

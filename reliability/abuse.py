@@ -356,10 +356,14 @@ ODD_VARIANTS: Final = (
     "a\u0301" * 500,
     '"unclosed « quote “ and ' + "word " * 400,
 )
-# Odd command words that are still words: answered (unknown command).
+# Near misses of a command, odd ones included: answered ("did you mean …?").
+NEAR_MISSES: Final = ("!hepl", "!\u202eStâtuts", "!\u0000a\u0301bonnner\u0001")
+# Odd command words that name no command and are no near miss of one: someone else's command,
+# no answer.
 ODD_WORDS: Final = ("!" + "y" * HUGE, "!\u202e" + "z" * 100, "!\u0000x\u0001")
-# Not commands at all: a prefix followed by no letter or digit, like "!!!", gets no answer.
-NOT_COMMANDS: Final = ("!\x00\x01\x02", "!!!", "!\u202e\u200b")
+# Not commands at all: a prefix followed by no letter or digit, like "!!!", gets no answer;
+# nor do the odd words above.
+NOT_COMMANDS: Final = ("!\x00\x01\x02", "!!!", "!\u202e\u200b", *ODD_WORDS)
 
 
 def odd_arguments(*, short: bool = False) -> list[str]:
@@ -369,7 +373,7 @@ def odd_arguments(*, short: bool = False) -> list[str]:
         pairs = [(specs[index % len(specs)], variant) for index, variant in enumerate(ODD_VARIANTS)]
     else:
         pairs = [(spec, variant) for spec in specs for variant in ODD_VARIANTS]
-    return [f"!{spec.name} {variant}".rstrip() for spec, variant in pairs] + list(ODD_WORDS)
+    return [f"!{spec.name} {variant}".rstrip() for spec, variant in pairs] + list(NEAR_MISSES)
 
 
 @dataclass
@@ -386,7 +390,7 @@ async def odd(stage: Stage, bodies: Sequence[str], *, pace: float) -> OddResult:
     internal = t(LANGUAGE, "error.internal")
     senders = itertools.cycle([await stage.person(f"odd{index}") for index in range(GUESTS)])
     pending: list[tuple[str, str]] = []
-    for chunk in _chunks([*bodies, *NOT_COMMANDS], BURST):
+    for chunk in _chunks([*NOT_COMMANDS, *bodies], BURST):
         client = next(senders)
         for body in chunk:
             pending.append((body, await SynapseServer.send_text(client, stage.room_id, body)))
@@ -482,9 +486,11 @@ def rows(result: AbuseResult, *, short: bool) -> list[Row]:
             1 if o.exited else 0,
             f"every command × {len(ODD_VARIANTS)} kinds of argument"
             + (" (short: each kind once)" if short else "")
-            + f", {len(ODD_WORDS)} odd command words and {len(NOT_COMMANDS)} texts that are "
-            f"not commands (must get no answer); huge = {HUGE:,} characters (Synapse refuses "
-            "events over 64 KiB, so 100 KB never reaches the bot); lost: no answer, an "
+            + f", {len(NEAR_MISSES)} near misses of a command name (answered) and "
+            f"{len(NOT_COMMANDS)} texts that are not commands of Crieur, {len(ODD_WORDS)} of "
+            f"them odd command words (must get no answer); huge = {HUGE:,} characters "
+            "(Synapse refuses events over 64 KiB, so 100 KB never reaches the bot); lost: no "
+            "answer, an "
             "internal error, or an answer to a non-command",
         ),
     ]

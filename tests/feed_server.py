@@ -25,6 +25,7 @@ Behaviours (each replaces whatever the path did before; unknown paths answer 404
 - ``set_route(path, handler)``: anything else, with a plain aiohttp handler.
 
 Observation: ``hits(path)``, ``requests(path)`` (the headers of each request received),
+``received`` (the path and query of every request, in order),
 ``in_flight`` and ``max_in_flight`` (requests being answered at once, over the whole server).
 ``rss(items)`` builds a small RSS 2.0 document.
 """
@@ -128,6 +129,7 @@ class FeedServer:
         self.port = 0
         self._routes: dict[str, Handler] = {}
         self._requests: defaultdict[str, list[CIMultiDictProxy[str]]] = defaultdict(list)
+        self.received: list[str] = []  # path and query of every request, in order
         self.in_flight = 0
         self.max_in_flight = 0
         self._runner: web.AppRunner | None = None
@@ -180,6 +182,7 @@ class FeedServer:
     def reset(self) -> None:
         """Forget the requests received (hits, headers, max_in_flight); keep the behaviours."""
         self._requests.clear()
+        self.received.clear()
         self.max_in_flight = self.in_flight
 
     # --- behaviours ------------------------------------------------------------------------
@@ -394,6 +397,7 @@ class FeedServer:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self._requests[path].append(request.headers)
+        self.received.append(request.path_qs)
         handler = self._routes.get(path)
         if handler is None:
             return web.Response(status=404, text=f"no behaviour set for {path}")

@@ -1,6 +1,7 @@
 """The guard every command runs behind: parsing, rate limit, permission, logging, errors.
 
-`Commands` wraps every handler of a registry in the same steps: finding the command, per-user
+`Commands` wraps every handler of a registry in the same steps: finding the command (a word
+that names none is ignored, unless it is a near miss of one: "did you mean …?"), per-user
 rate limiting, length limits, permission, logging, and turning errors into replies in the
 configured language. Handlers raise `CommandError` for mistakes a person can fix; anything else
 is logged with its traceback and answered with a short apology.
@@ -22,7 +23,7 @@ from ..store import Store
 from .builtin import build_registry
 from .context import MAX_ARGUMENT, Context, Reply
 from .lines import fit, shown
-from .registry import MAX_COMMAND_WORD, Arguments, CommandSpec, Registry, tokenise, usage
+from .registry import MAX_COMMAND_WORD, Arguments, Registry, tokenise, usage
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,9 @@ class _Bucket:
 class Commands:
     """Answers chat commands: `await commands(room, room_id, sender, event_id, body)`.
 
-    Returns the reply to send as a threaded notice, or None to stay silent (not a command, or
-    a rate-limited sender already told to slow down).
+    Returns the reply to send as a threaded notice, or None to stay silent (not a command, a
+    word that names no command of ours nor is a near miss of one, or a rate-limited sender
+    already told to slow down).
     """
 
     def __init__(
@@ -164,6 +166,12 @@ class Commands:
         word, *remainder = rest.split(maxsplit=1)
         if not normalise(word[:MAX_COMMAND_WORD]):
             return None
+        spec = self._registry.find(word)
+        near_misses = [] if spec is not None else self._registry.near_misses(word)
+        if spec is None and not near_misses:
+            # Someone else's command (rooms often hold other bots): no answer, and none of
+            # the sender's rate limit spent on it.
+            return None
         now = self._clock()
         admission = self._limiter.admit(sender, now)
         if admission == "ignore":
@@ -174,7 +182,9 @@ class Commands:
             return self._error_reply(CommandError("error.slow_down", seconds=seconds))
         name = "?"
         try:
-            spec, arguments = self._parse(word, "".join(remainder), body)
+            if spec is None:
+                raise self._near_miss(word, near_misses)
+            arguments = self._arguments(word, "".join(remainder), body)
             name = spec.name
             context = self._context(room, room_id, sender, now)
             if spec.changes_state and not await self._may_manage(room, context):
@@ -194,35 +204,28 @@ class Commands:
             )
             return Reply(t(self._language, "error.internal"))
 
-    def _parse(self, word: str, remainder: str, body: str) -> tuple[CommandSpec, Arguments]:
-        """Find the command and split its arguments; raise CommandError on bad input."""
+    def _arguments(self, word: str, remainder: str, body: str) -> Arguments:
+        """Split a command's arguments; raise CommandError on input too long."""
         if len(body) > MAX_BODY:
             raise CommandError("error.argument_too_long", max=MAX_BODY)
         if len(word) > MAX_ARGUMENT:
             raise CommandError("error.argument_too_long", max=MAX_ARGUMENT)
-        spec = self._registry.find(word)
-        if spec is None:
-            typed = shown(self._prefix + word)
-            suggestions = self._registry.suggest(word)
-            if not suggestions:
-                raise CommandError(
-                    "error.unknown_command.no_suggestion",
-                    command=typed,
-                    help=self._prefix + "help",
-                )
-            raise CommandError(
-                "error.unknown_command",
-                command=typed,
-                suggestions=join_list(
-                    self._language,
-                    (quote(self._language, self._prefix + name) for name in suggestions),
-                    last="or",
-                ),
-            )
         tokens = tokenise(remainder)
         if any(len(token.text) > MAX_ARGUMENT for token in tokens):
             raise CommandError("error.argument_too_long", max=MAX_ARGUMENT)
-        return spec, Arguments(tokens)
+        return Arguments(tokens)
+
+    def _near_miss(self, word: str, names: list[str]) -> CommandError:
+        """Return the answer to a mistyped command: "did you mean …?"."""
+        return CommandError(
+            "error.unknown_command",
+            command=shown(self._prefix + word),
+            suggestions=join_list(
+                self._language,
+                (quote(self._language, self._prefix + name) for name in names),
+                last="or",
+            ),
+        )
 
     def _context(self, room: RoomView, room_id: str, sender: str, now: float) -> Context:
         return Context(

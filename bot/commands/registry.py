@@ -1,5 +1,9 @@
 """Commands declared once: name, aliases, usage, who may run them; help is derived from them.
 
+A word that names no command is someone else's (rooms often hold other bots) unless it is a
+near miss of a name or alias: at most one edit (insertion, deletion, substitution, or swap of
+neighbours) from a name of up to 5 letters, two from a longer one, ignoring case and accents.
+
 Arguments are words; a name between double quotes ("…"), guillemets (« … ») or curly quotes
 (“…”) is one argument, which settles the rare case where words of two names would also form a
 third.
@@ -7,7 +11,6 @@ third.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,8 +21,7 @@ from .context import Context, Reply
 from .lines import Lines, escape
 
 MAX_COMMAND_WORD: Final = 64  # characters of the command word looked at
-# Stricter than the catalogue's 0.6: short aliases ("subs") look like half of every typo.
-COMMAND_CUTOFF: Final = 0.7
+SHORT_NAME: Final = 5  # letters up to which a name allows one edit; longer ones allow two
 
 _TOKEN: Final = re.compile(r'"([^"]*)"?|«([^»]*)»?|“([^”]*)”?|(\S+)')
 
@@ -83,6 +85,7 @@ class Registry:
     def __init__(self) -> None:
         self._specs: list[CommandSpec] = []
         self._index: dict[str, CommandSpec] = {}
+        self._words: dict[str, str] = {}  # normalised name or alias → as declared
 
     def declare(
         self,
@@ -110,6 +113,7 @@ class Registry:
                 raise ValueError(f"command name {key!r} of {name!r} is empty or taken")
         self._specs.append(spec)
         self._index.update(dict.fromkeys(keys, spec))
+        self._words.update(zip(keys, (name, *aliases), strict=True))
 
     @property
     def specs(self) -> tuple[CommandSpec, ...]:
@@ -120,18 +124,25 @@ class Registry:
         """Return the command named or aliased `word`, ignoring case and accents."""
         return self._index.get(normalise(word[:MAX_COMMAND_WORD]))
 
-    def suggest(self, word: str, limit: int = 3) -> list[str]:
-        """Return the names of up to `limit` commands whose name or alias looks like `word`."""
+    def near_misses(self, word: str, limit: int = 3) -> list[str]:
+        """Return the names or aliases `word` is a near miss of, nearest first, one per command.
+
+        Empty when `word` is no near miss: then it is no command of ours at all.
+        """
         key = normalise(word[:MAX_COMMAND_WORD])
-        names: list[str] = []
-        close_keys = difflib.get_close_matches(
-            key, list(self._index), n=limit * 3, cutoff=COMMAND_CUTOFF
-        )
-        for close in close_keys:
-            name = self._index[close].name
-            if name not in names:
-                names.append(name)
-        return names[:limit]
+        scored: list[tuple[int, int, str, CommandSpec]] = []
+        for order, (known, spec) in enumerate(self._index.items()):
+            allowed = 1 if len(known) <= SHORT_NAME else 2
+            distance = edit_distance(key, known, allowed)
+            if distance <= allowed:
+                scored.append((distance, order, self._words[known], spec))
+        words: list[str] = []
+        specs: list[CommandSpec] = []
+        for _, _, known_word, spec in sorted(scored, key=lambda item: item[:2]):
+            if spec not in specs:
+                specs.append(spec)
+                words.append(known_word)
+        return words[:limit]
 
     async def help(self, ctx: Context, args: Arguments) -> Reply:
         """List every command, one line each, marking those for moderators."""
@@ -153,6 +164,28 @@ class Registry:
             )
         out.add("help.footer", level=ctx.manage_power_level)
         return out.reply()
+
+
+def edit_distance(typed: str, known: str, bound: int) -> int:
+    """Return the optimal string alignment distance of two words, or `bound + 1` beyond it.
+
+    Edits are insertions, deletions, substitutions and swaps of neighbours, each counting one;
+    a letter moved by a swap is not edited again (optimal string alignment).
+    """
+    if abs(len(typed) - len(known)) > bound:
+        return bound + 1
+    previous: list[int] = []
+    row = list(range(len(known) + 1))
+    for i in range(1, len(typed) + 1):
+        before, previous, row = previous, row, [i] + [0] * len(known)
+        for j in range(1, len(known) + 1):
+            cost = 0 if typed[i - 1] == known[j - 1] else 1
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and typed[i - 1] == known[j - 2] and typed[i - 2] == known[j - 1]:
+                row[j] = min(row[j], before[j - 2] + 1)
+        if min(row) > bound:  # every alignment already costs more
+            return bound + 1
+    return min(row[-1], bound + 1)
 
 
 def usage(ctx: Context, spec: CommandSpec) -> str:
