@@ -23,15 +23,13 @@ from bot.config import Organisation, Region
 from bot.matrix import TIMELINE_LIMIT, RoomStates
 from bot.matrix import sync as matrix_sync
 from bot.store import Store
-from tests.e2e_support import send_encrypted
+from tests.e2e_support import eventually, send_encrypted, wait_for_membership
 from tests.synapse_server import SynapseServer
 from tests.test_matrix import (
     WAIT,
     Bots,
     Recorder,
     bots_on,
-    eventually,
-    joined,
     needs_e2e,
     replies_to,
     reply_of,
@@ -272,7 +270,7 @@ async def test_command_left_out_of_an_encrypted_room_is_decrypted_and_answered(
         await alice.keys_upload()
         room_id = await room_with_bot(alice, bots, encrypted=True)
         first = await bots.run(bots.make(rooms=[room_id], commands=Recorder(), encryption=True))
-        await joined(alice, room_id, bots.user_id)
+        await wait_for_membership(alice, room_id, bots.user_id, "join")
         await bots.stop(first)
 
         # While the bot is stopped; its device is known, so the room key goes to it.
