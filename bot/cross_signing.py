@@ -1,0 +1,472 @@
+"""The bot's cross-signing identity: its master, self-signing and user-signing keys.
+
+Element shares no room key with a device its owner has not cross-signed (MSC4153), so the bot
+holds an identity of its own, kept beside its device in the crypto store: on start it makes sure
+the homeserver publishes that identity and that the bot's device is signed by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import aiohttp
+from canonicaljson import encode_canonical_json
+from signedjson.key import (
+    NACL_ED25519,
+    decode_signing_key_base64,
+    encode_signing_key_base64,
+    encode_verify_key_base64,
+    generate_signing_key,
+    get_verify_key,
+)
+from signedjson.sign import sign_json
+from signedjson.types import SigningKey
+
+from .cross_trust import signed_by
+from .errors import (
+    ConfigError,
+    CrossSigningError,
+    HomeserverUnavailable,
+    RateLimited,
+)
+
+log = logging.getLogger(__name__)
+
+KEYS_QUERY: Final = "/_matrix/client/v3/keys/query"
+SIGNING_KEYS_UPLOAD: Final = "/_matrix/client/v3/keys/device_signing/upload"
+SIGNATURES_UPLOAD: Final = "/_matrix/client/v3/keys/signatures/upload"
+PASSWORD_AUTH: Final = "m.login.password"
+FILE_VERSION: Final = 1
+REQUEST_TIMEOUT: Final = 30.0
+DEFAULT_RETRY_AFTER: Final = 5.0  # seconds, when a 429 does not say
+
+JsonDict = dict[str, Any]
+
+DeviceSigner = Callable[[bytes], str]
+"""Sign bytes (canonical JSON) with the device's own ed25519 key; return the unpadded base64."""
+
+
+class HomeserverApi(Protocol):
+    """One authenticated client-server API request."""
+
+    async def request(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> tuple[int, Any]:
+        """Send `body` as JSON; return the HTTP status and the decoded JSON answer (or None)."""
+        ...
+
+
+# -- the private keys ---------------------------------------------------------------------------
+
+
+def _named(key: SigningKey) -> SigningKey:
+    """Name a key by its public key, as cross-signing key ids are (`ed25519:<public key>`)."""
+    key.version = encode_verify_key_base64(get_verify_key(key))
+    return key
+
+
+def _signing_key(seed: str) -> SigningKey:
+    return _named(decode_signing_key_base64(NACL_ED25519, "", seed))
+
+
+def public_key(key: SigningKey) -> str:
+    """The unpadded base64 public key of a signing key."""
+    return encode_verify_key_base64(get_verify_key(key))
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The three private cross-signing keys of one user."""
+
+    user_id: str
+    master: SigningKey
+    self_signing: SigningKey
+    user_signing: SigningKey
+
+    @classmethod
+    def generate(cls, user_id: str) -> Identity:
+        """Make three new keys."""
+        return cls(user_id, *(_named(generate_signing_key("")) for _ in range(3)))
+
+    @property
+    def master_key(self) -> str:
+        return public_key(self.master)
+
+    @property
+    def self_signing_key(self) -> str:
+        return public_key(self.self_signing)
+
+    @property
+    def user_signing_key(self) -> str:
+        return public_key(self.user_signing)
+
+    def key_object(self, usage: str) -> JsonDict:
+        """The public key object of one usage (master, self_signing, user_signing), unsigned."""
+        key = {"master": self.master, "self_signing": self.self_signing}.get(
+            usage, self.user_signing
+        )
+        public = public_key(key)
+        return {"user_id": self.user_id, "usage": [usage], "keys": {f"ed25519:{public}": public}}
+
+    def upload_body(self) -> JsonDict:
+        """The body of /keys/device_signing/upload: the subkeys signed by the master key."""
+        return {
+            "master_key": self.key_object("master"),
+            "self_signing_key": sign_json(
+                self.key_object("self_signing"), self.user_id, self.master
+            ),
+            "user_signing_key": sign_json(
+                self.key_object("user_signing"), self.user_id, self.master
+            ),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "version": FILE_VERSION,
+                "user_id": self.user_id,
+                "master": encode_signing_key_base64(self.master),
+                "self_signing": encode_signing_key_base64(self.self_signing),
+                "user_signing": encode_signing_key_base64(self.user_signing),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Identity:
+        """Read what `to_json` wrote; raise ValueError if it is not that."""
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("version") != FILE_VERSION:
+            raise ValueError("not a cross-signing keys file of this version")
+        seeds = [data.get(name) for name in ("master", "self_signing", "user_signing")]
+        user_id = data.get("user_id")
+        if not isinstance(user_id, str) or not all(isinstance(seed, str) for seed in seeds):
+            raise ValueError("a key is missing")
+        return cls(user_id, *(_signing_key(str(seed)) for seed in seeds))
+
+
+def identity_path(store_dir: Path, user_id: str) -> Path:
+    """Where the user's private cross-signing keys live, beside nio's device store."""
+    return store_dir / f"{user_id}_cross_signing.json"
+
+
+def load_identity(path: Path, user_id: str) -> Identity | None:
+    """Read the keys file; None if there is none, or it is unreadable or another user's."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        identity = Identity.from_json(text)
+    except (ValueError, TypeError) as error:
+        # Never log the content: it holds private keys.
+        log.warning("cannot read the cross-signing keys in %s: %s", path, error)
+        return None
+    if identity.user_id != user_id:
+        log.warning(
+            "the cross-signing keys in %s are %s's, not %s's", path, identity.user_id, user_id
+        )
+        return None
+    return identity
+
+
+def save_identity(path: Path, identity: Identity) -> None:
+    """Write the keys file atomically, 0600 from its creation, in a 0700 directory."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".new")
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(identity.to_json())
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)
+
+
+# -- talking to the homeserver ------------------------------------------------------------------
+
+
+def _refused(what: str, status: int, body: object) -> Exception:
+    """The error for a homeserver's refusal, as the rest of Crieur raises them."""
+    errcode = body.get("errcode") if isinstance(body, dict) else None
+    message = body.get("error") if isinstance(body, dict) else None
+    text = f"{what}: {errcode or status} {message or 'refused'}"
+    if status == 429 or errcode == "M_LIMIT_EXCEEDED":
+        delay = body.get("retry_after_ms") if isinstance(body, dict) else None
+        seconds = delay / 1000 if isinstance(delay, int) else DEFAULT_RETRY_AFTER
+        return RateLimited(seconds, text)
+    if status >= 500 or errcode == "M_UNKNOWN_TOKEN":
+        return HomeserverUnavailable(text, errcode=errcode if isinstance(errcode, str) else None)
+    return CrossSigningError(text)
+
+
+def _section(body: object, name: str, user_id: str) -> JsonDict | None:
+    section = body.get(name) if isinstance(body, dict) else None
+    value = section.get(user_id) if isinstance(section, dict) else None
+    return value if isinstance(value, dict) else None
+
+
+def _has_key(key_object: JsonDict | None, public: str) -> bool:
+    keys = key_object.get("keys") if key_object is not None else None
+    return isinstance(keys, dict) and keys.get(f"ed25519:{public}") == public
+
+
+def _published_master(body: object, user_id: str) -> str | None:
+    keys = (_section(body, "master_keys", user_id) or {}).get("keys")
+    if not isinstance(keys, dict):
+        return None
+    return next((key for key in keys.values() if isinstance(key, str)), None)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityReport:
+    """What `CrossSigning.ensure` found and did."""
+
+    master_key: str
+    created: bool  # new private keys were made
+    uploaded: bool  # the public keys were uploaded now
+    replaced: str | None  # a published master key the bot did not hold, now replaced
+    signed_device: bool  # the device got its signature now
+    signed_master: bool  # the device signed the master key now
+    warning: str | None  # for the admin room: the identity was lost and made again
+
+
+class CrossSigning:
+    """Publish the bot's cross-signing identity and sign its device with it."""
+
+    def __init__(
+        self,
+        api: HomeserverApi,
+        *,
+        user_id: str,
+        device_id: str,
+        store_dir: Path,
+        password: str | None,
+        device_signer: DeviceSigner | None = None,
+    ) -> None:
+        self._api = api
+        self._user_id = user_id
+        self._device_id = device_id
+        self._path = identity_path(store_dir, user_id)
+        self._password = password
+        self._device_signer = device_signer
+
+    async def ensure(self) -> IdentityReport:
+        """Create or reuse the identity, publish it if need be, sign the device; idempotent.
+
+        Call after the device keys are uploaded. Raise ConfigError when replacing a published
+        identity needs a password that is not configured, CrossSigningError on a refusal,
+        HomeserverUnavailable or RateLimited when trying again later will do.
+        """
+        user_id = self._user_id
+        identity = await asyncio.to_thread(load_identity, self._path, user_id)
+        created = identity is None
+        if identity is None:
+            identity = Identity.generate(user_id)
+            # Saved before the upload: keys published but lost would need a password to replace.
+            await asyncio.to_thread(save_identity, self._path, identity)
+            log.info("made a new cross-signing identity (master key %s)", identity.master_key)
+        published = await self._query()
+        master = _published_master(published, user_id)
+        current = (
+            _has_key(_section(published, "master_keys", user_id), identity.master_key)
+            and _has_key(
+                _section(published, "self_signing_keys", user_id), identity.self_signing_key
+            )
+            and (
+                _section(published, "user_signing_keys", user_id) is None
+                or _has_key(
+                    _section(published, "user_signing_keys", user_id), identity.user_signing_key
+                )
+            )
+        )
+        replaced = master if master is not None and master != identity.master_key else None
+        warning = None
+        if replaced is not None:
+            warning = (
+                f"the homeserver published a cross-signing identity of {user_id} (master key "
+                f"{replaced}) whose keys Crieur does not hold; replaced by master key "
+                f"{identity.master_key}: people who verified the bot must verify it again"
+            )
+        if not current:
+            await self._upload_keys(identity, replacing=master is not None)
+            if warning is not None:
+                log.warning("%s", warning)
+            else:
+                log.info(
+                    "published the cross-signing identity (master key %s)", identity.master_key
+                )
+            published = await self._query()
+        signed_device = await self._sign_device(identity, published)
+        signed_master = await self._sign_master(identity, published)
+        return IdentityReport(
+            master_key=identity.master_key,
+            created=created,
+            uploaded=not current,
+            replaced=replaced,
+            signed_device=signed_device,
+            signed_master=signed_master,
+            warning=warning,
+        )
+
+    async def _query(self) -> JsonDict:
+        what = "read the bot's published keys"
+        status, body = await self._api.request(
+            "POST", KEYS_QUERY, {"device_keys": {self._user_id: []}}
+        )
+        if status != 200 or not isinstance(body, dict):
+            raise _refused(what, status, body)
+        return body
+
+    async def _upload_keys(self, identity: Identity, *, replacing: bool) -> None:
+        """Upload the public keys: without authentication first (MSC3967), else the password."""
+        what = "publish the cross-signing keys"
+        body = identity.upload_body()
+        status, answer = await self._api.request("POST", SIGNING_KEYS_UPLOAD, body)
+        if status == 200:
+            return
+        flows = answer.get("flows") if isinstance(answer, dict) else None
+        if status != 401 or not isinstance(flows, list):
+            raise _refused(what, status, answer)
+        offered = any(
+            isinstance(flow, dict) and flow.get("stages") == [PASSWORD_AUTH] for flow in flows
+        )
+        if not self._password or not offered:
+            reason = (
+                "the homeserver offers no password authentication for it"
+                if self._password
+                else "set matrix.password"
+            )
+            raise ConfigError(
+                [
+                    (
+                        "matrix.password",
+                        f"needed to {'replace' if replacing else 'publish'} the bot's "
+                        f"cross-signing identity, which the homeserver protects: {reason}, or "
+                        "reset the identity of the bot's account from a client logged in as it",
+                    )
+                ]
+            )
+        assert isinstance(answer, dict)
+        auth = {
+            "type": PASSWORD_AUTH,
+            "identifier": {"type": "m.id.user", "user": self._user_id},
+            "password": self._password,
+            "session": answer.get("session"),
+        }
+        status, answer = await self._api.request(
+            "POST", SIGNING_KEYS_UPLOAD, {**body, "auth": auth}
+        )
+        if status == 200:
+            return
+        if status in (401, 403):
+            raise ConfigError(
+                [("matrix.password", "refused by the homeserver to publish the cross-signing keys")]
+            )
+        raise _refused(what, status, answer)
+
+    async def _sign_device(self, identity: Identity, published: JsonDict) -> bool:
+        """Sign the device's published keys with the self-signing key, unless already done."""
+        devices = _section(published, "device_keys", self._user_id) or {}
+        device = devices.get(self._device_id)
+        if not isinstance(device, dict):
+            raise CrossSigningError(
+                f"the keys of device {self._device_id} are not published: upload them first"
+            )
+        if signed_by(device, self._user_id, identity.self_signing_key, identity.self_signing_key):
+            return False
+        signed = {key: value for key, value in device.items() if key != "unsigned"}
+        sign_json(signed, self._user_id, identity.self_signing)
+        await self._upload_signatures({self._device_id: signed}, "sign the bot's device")
+        log.info("signed device %s with the cross-signing identity", self._device_id)
+        return True
+
+    async def _sign_master(self, identity: Identity, published: JsonDict) -> bool:
+        """Have the device sign the master key, as a device that trusts its own identity does."""
+        if self._device_signer is None:
+            return False
+        master = _section(published, "master_keys", self._user_id)
+        key_id = f"ed25519:{self._device_id}"
+        devices = _section(published, "device_keys", self._user_id) or {}
+        device = devices.get(self._device_id)
+        device_keys = device.get("keys") if isinstance(device, dict) else None
+        ed25519 = device_keys.get(key_id) if isinstance(device_keys, dict) else None
+        if (
+            master is not None
+            and isinstance(ed25519, str)
+            and signed_by(master, self._user_id, self._device_id, ed25519)
+        ):
+            return False
+        # Only the device's signature: the homeserver checks each one against a device.
+        unsigned = identity.key_object("master")
+        signature = self._device_signer(encode_canonical_json(unsigned))
+        signed = {**unsigned, "signatures": {self._user_id: {key_id: signature}}}
+        await self._upload_signatures({identity.master_key: signed}, "sign the master key")
+        return True
+
+    async def _upload_signatures(self, signed: Mapping[str, JsonDict], what: str) -> None:
+        status, answer = await self._api.request(
+            "POST", SIGNATURES_UPLOAD, {self._user_id: dict(signed)}
+        )
+        if status != 200:
+            raise _refused(what, status, answer)
+        failures = answer.get("failures") if isinstance(answer, dict) else None
+        if failures:
+            raise CrossSigningError(f"{what}: refused by the homeserver: {json.dumps(failures)}")
+
+
+# -- over nio -----------------------------------------------------------------------------------
+
+
+class NioHomeserver:
+    """`HomeserverApi` over a logged-in nio `AsyncClient`, with its access token."""
+
+    def __init__(self, client: Any, *, timeout: float = REQUEST_TIMEOUT) -> None:
+        self._client = client
+        self._timeout = timeout
+
+    async def request(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> tuple[int, Any]:
+        """Send one request through the client's HTTP session; a transport failure raises."""
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self._client.access_token}",
+        }
+        data = json.dumps(body) if body is not None else None
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.send(method, path, data, headers)
+                try:
+                    status = int(response.status)
+                    try:
+                        answer = await response.json(content_type=None)
+                    except ValueError:
+                        answer = None  # not JSON: a proxy's error page
+                finally:
+                    response.release()
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise HomeserverUnavailable(
+                f"{method} {path}: {type(error).__name__}: {error}"
+            ) from error
+        return status, answer
+
+
+def nio_device_signer(client: Any) -> DeviceSigner | None:
+    """Sign with the device key of a nio client's Olm account; None before it is loaded."""
+    account = getattr(getattr(client, "olm", None), "account", None)
+    if account is None:
+        return None
+
+    def sign(message: bytes) -> str:
+        return str(account.sign(message.decode("utf-8")))
+
+    return sign
