@@ -15,16 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nio import AsyncClient, AsyncClientConfig, ToDeviceMessage, UnknownToDeviceEvent
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    KeysQueryResponse,
+    ToDeviceMessage,
+    UnknownToDeviceEvent,
+)
 from nio.crypto import ENCRYPTION_ENABLED
 
+from bot.cross_keys import identity_path
 from bot.cross_signing import (
     SIGNATURES_UPLOAD,
     SIGNING_KEYS_UPLOAD,
     CrossSigning,
     IdentityReport,
     NioHomeserver,
-    identity_path,
+    keys_query_answer,
     nio_device_signer,
 )
 from bot.cross_trust import assess, signed_by, withheld_key
@@ -179,6 +186,22 @@ async def test_the_device_signs_its_own_master_key(bot: Bot) -> None:
     device_key = client.olm.account.identity_keys["ed25519"]
     assert report.signed_master
     assert signed_by(master, bot.user_id, client.device_id, device_key)
+
+
+async def test_nios_own_key_query_gives_the_trust_decision_its_cross_signing_keys(
+    bot: Bot,
+) -> None:
+    client = await bot.device()
+    report, _ = await bot.ensure(client)
+    client.olm.users_for_key_query.add(bot.user_id)
+
+    response = await client.keys_query()
+
+    assert isinstance(response, KeysQueryResponse)
+    answer = await keys_query_answer(response)
+    assert answer is not None
+    assert published_master(answer, bot.user_id) == report.master_key
+    assert assess(answer, {})[bot.user_id].trusts(client.device_id)
 
 
 async def test_private_keys_are_kept_0600_in_a_0700_directory(bot: Bot) -> None:

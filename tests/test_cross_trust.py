@@ -16,7 +16,7 @@ import pytest
 from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
 from signedjson.sign import sign_json
 
-from bot.cross_signing import Identity, identity_path, load_identity, save_identity
+from bot.cross_keys import Identity, identity_path, load_identity, save_identity
 from bot.cross_trust import (
     BAD_DEVICE,
     BAD_SELF_SIGNING,
