@@ -89,6 +89,18 @@ def _published_master(body: object, user_id: str) -> str | None:
     return next((key for key in keys.values() if isinstance(key, str)), None)
 
 
+def _publishes(published: object, identity: Identity) -> bool:
+    """True if the homeserver publishes exactly this identity's public keys."""
+    user_id = identity.user_id
+    user_signing = _section(published, "user_signing_keys", user_id)
+    return (
+        _has_key(_section(published, "master_keys", user_id), identity.master_key)
+        and _has_key(_section(published, "self_signing_keys", user_id), identity.self_signing_key)
+        # Only the owner is shown the user-signing key; take its absence as nothing to check.
+        and (user_signing is None or _has_key(user_signing, identity.user_signing_key))
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class IdentityReport:
     """What `CrossSigning.ensure` found and did."""
@@ -139,18 +151,7 @@ class CrossSigning:
             log.info("made a new cross-signing identity (master key %s)", identity.master_key)
         published = await self._query()
         master = _published_master(published, user_id)
-        current = (
-            _has_key(_section(published, "master_keys", user_id), identity.master_key)
-            and _has_key(
-                _section(published, "self_signing_keys", user_id), identity.self_signing_key
-            )
-            and (
-                _section(published, "user_signing_keys", user_id) is None
-                or _has_key(
-                    _section(published, "user_signing_keys", user_id), identity.user_signing_key
-                )
-            )
-        )
+        current = _publishes(published, identity)
         replaced = master if master is not None and master != identity.master_key else None
         warning = None
         if replaced is not None:

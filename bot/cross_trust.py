@@ -264,3 +264,11 @@ def withheld_key(event: object) -> WithheldKey | None:
         session_id=_printable(content.get("session_id")),
         from_device=_printable(content.get("from_device")),
     )
+
+
+def log_withheld(events: Iterable[object]) -> list[WithheldKey]:
+    """Log each withheld room key among a sync's to-device events; return them, to count."""
+    found = [key for key in map(withheld_key, events) if key is not None]
+    for key in found:
+        log.warning("%s", key.log_line())
+    return found

@@ -24,7 +24,7 @@ from nio import (
 )
 from nio.crypto import ENCRYPTION_ENABLED
 
-from bot.cross_keys import identity_path
+from bot.cross_keys import Identity, identity_path, save_identity
 from bot.cross_signing import (
     SIGNATURES_UPLOAD,
     SIGNING_KEYS_UPLOAD,
@@ -234,6 +234,18 @@ async def test_a_new_device_after_a_lost_device_store_is_signed_by_the_same_iden
     assert SIGNING_KEYS_UPLOAD not in api.paths
     keys = await keys_seen_by_someone_else(bot.synapse, bot.user_id)
     assert assess(keys, {bot.user_id: first.master_key})[bot.user_id].trusts(client.device_id)
+
+
+async def test_keys_saved_by_a_start_that_stopped_before_uploading_are_published(
+    bot: Bot,
+) -> None:
+    saved = Identity.generate(bot.user_id)
+    save_identity(bot.keys_file, saved)
+
+    report, _ = await bot.ensure(await bot.device())
+
+    assert report.master_key == saved.master_key
+    assert report.uploaded and not report.created and report.replaced is None
 
 
 async def test_a_lost_identity_is_made_again_with_the_password_and_reported(

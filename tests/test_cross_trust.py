@@ -24,6 +24,7 @@ from bot.cross_trust import (
     NOT_CROSS_SIGNED,
     MasterKeyPins,
     assess,
+    log_withheld,
     withheld_key,
 )
 from bot.store import Store
@@ -306,3 +307,17 @@ def test_a_withheld_reason_cannot_forge_log_lines() -> None:
     found = withheld_key(withheld(code="m.blacklisted", reason="no\nERROR fake line"))
 
     assert found is not None and "\n" not in found.log_line()
+
+
+def test_withheld_keys_among_to_device_events_are_logged_and_returned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events = [
+        ToDevice({"type": "m.dummy", "sender": ALICE, "content": {}}),
+        withheld(code="m.unverified"),
+    ]
+
+    found = log_withheld(events)
+
+    assert [key.code for key in found] == ["m.unverified"]
+    assert caplog.messages == [f"{ALICE} withheld a room key: m.unverified"]
