@@ -240,6 +240,10 @@ class JsClient:
         status: dict[str, Any] = await self.request("cross_sign")
         return status
 
+    async def cross_sign_device(self, device_id: str) -> None:
+        """Sign another device of this user with the identity this device holds."""
+        await self.request("cross_sign_device", device_id=device_id)
+
     async def set_isolation(self, mode: Isolation) -> None:
         await self.request("isolation", mode=mode)
 

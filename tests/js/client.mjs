@@ -252,6 +252,12 @@ const operations = {
     return status;
   },
 
+  async cross_sign_device({ device_id }) {
+    // Signs another device of this user with the self-signing key this device holds.
+    await requireCrypto().crossSignDevice(device_id);
+    return null;
+  },
+
   async isolation({ mode }) {
     requireCrypto().setDeviceIsolationMode(isolation(mode));
     return null;
