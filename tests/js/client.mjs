@@ -31,18 +31,11 @@ for (const [name, level] of [
 }
 
 const sdk = await import("matrix-js-sdk");
-const { logger } = await import("matrix-js-sdk/lib/logger.js");
-
 const cryptoApi = await import("matrix-js-sdk/lib/crypto-api/index.js");
-
+const { logger } = await import("matrix-js-sdk/lib/logger.js");
 logger.setLevel(LEVELS[threshold]);
 
-const {
-  ClientEvent,
-  RoomEvent,
-  MatrixEventEvent,
-  KnownMembership,
-} = sdk;
+const { ClientEvent, RoomEvent, MatrixEventEvent, KnownMembership } = sdk;
 const {
   EventShieldColour,
   EventShieldReason,
