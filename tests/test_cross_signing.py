@@ -24,8 +24,8 @@ from nio import (
 )
 from nio.crypto import ENCRYPTION_ENABLED
 
-from bot.cross_keys import Identity, identity_path, save_identity
-from bot.cross_signing import (
+from bot.errors import ConfigError, HomeserverUnavailable
+from bot.matrix.cross_signing import (
     SIGNATURES_UPLOAD,
     SIGNING_KEYS_UPLOAD,
     CrossSigning,
@@ -34,8 +34,9 @@ from bot.cross_signing import (
     keys_query_answer,
     nio_device_signer,
 )
-from bot.cross_trust import assess, signed_by, withheld_key
-from bot.errors import ConfigError, HomeserverUnavailable
+from bot.matrix.identity_keys import Identity, identity_path, save_identity
+from bot.matrix.trust import assess, signed_by
+from bot.matrix.withheld import withheld_key
 from tests.synapse_server import Account, SynapseServer
 
 pytestmark = pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="needs the e2e extra")
@@ -254,7 +255,7 @@ async def test_a_lost_identity_is_made_again_with_the_password_and_reported(
     lost, _ = await bot.ensure(await bot.device())
     bot.keys_file.unlink()
 
-    with caplog.at_level(logging.WARNING, logger="bot.cross_signing"):
+    with caplog.at_level(logging.WARNING, logger="bot.matrix.cross_signing"):
         report, _ = await bot.ensure(await bot.device(), password=bot.account.password)
 
     assert report.replaced == lost.master_key and report.master_key != lost.master_key

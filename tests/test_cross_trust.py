@@ -16,17 +16,16 @@ import pytest
 from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
 from signedjson.sign import sign_json
 
-from bot.cross_keys import Identity, identity_path, load_identity, save_identity
-from bot.cross_trust import (
+from bot.matrix.identity_keys import Identity, identity_path, load_identity, save_identity
+from bot.matrix.trust import (
     BAD_DEVICE,
     BAD_SELF_SIGNING,
     NO_IDENTITY,
     NOT_CROSS_SIGNED,
     MasterKeyPins,
     assess,
-    log_withheld,
-    withheld_key,
 )
+from bot.matrix.withheld import log_withheld, withheld_key
 from bot.store import Store
 
 ALICE = "@alice:example.org"

@@ -16,6 +16,8 @@ class Event:
     state_key: str | None
     content: Mapping[str, object]
     prev_membership: str | None  # from unsigned.prev_content, for m.room.member
+    # The Curve25519 key of the device that sent an event nio decrypted; None in clear.
+    sender_key: str | None = None
 
     @property
     def membership(self) -> str | None:
@@ -93,6 +95,9 @@ def read_event(obj: object) -> Event | None:
         state_key=text(source.get("state_key")),
         content=content if isinstance(content, dict) else {},
         prev_membership=text(previous.get("membership")) if isinstance(previous, dict) else None,
+        sender_key=text(getattr(obj, "sender_key", None))
+        if getattr(obj, "decrypted", False) is True
+        else None,
     )
 
 

@@ -20,6 +20,7 @@ from .protocols import MatrixListener
 from .requests import call, response_error
 from .session import BACKOFF_START, KEY_SYNC_TOKEN, SYNC_RETRY_MAX, Session, retrying
 from .timeline import Timeline
+from .withheld import RecentWithheld, log_withheld
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class SyncLoop:
         listener: MatrixListener,
         *,
         clock: Callable[[], float],
+        withheld: RecentWithheld,
     ) -> None:
         self._client = client
         self._store = store
@@ -73,6 +75,7 @@ class SyncLoop:
         self._answers = answers
         self._listener = listener
         self._clock = clock
+        self._withheld = withheld
         self._next_batch: str | None = None
         self.failing_since: float | None = None  # first failed sync of a run of failures
         self.last_ok: float | None = None  # epoch of the last processed sync, for health
@@ -164,10 +167,18 @@ class SyncLoop:
             response = await request()
             if not isinstance(response, SyncResponse):
                 raise response_error("sync", response)
+        self._read_withheld(response)
         sync = parse_sync(response, self._session.user_id)
         if since is None:
             return sync  # a first sync ever: history is skipped anyway
         return await self._fill_gaps(sync, since)
+
+    def _read_withheld(self, response: SyncResponse) -> None:
+        """Log and count the room keys refused to the bot, before the events they leave unread."""
+        # nio 0.26 has no class for m.room_key.withheld: it is one of its unknown to-device events.
+        for key in log_withheld(response.to_device_events):
+            self._withheld.add(key)
+            self._listener.withheld_room_key()
 
     async def _fill_gaps(self, sync: Sync, since: str) -> Sync:
         """Read back the events a sync left out of cut-short timelines since `since`.

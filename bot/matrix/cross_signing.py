@@ -19,15 +19,15 @@ import aiohttp
 from canonicaljson import encode_canonical_json
 from signedjson.sign import sign_json
 
-from .cross_keys import Identity, identity_path, load_identity, save_identity
-from .cross_trust import signed_by
-from .errors import (
+from ..errors import (
     ConfigError,
     CrieurError,
     CrossSigningError,
     HomeserverUnavailable,
     RateLimited,
 )
+from .identity_keys import Identity, identity_path, load_identity, save_identity
+from .trust import signed_by
 
 log = logging.getLogger(__name__)
 
