@@ -150,8 +150,9 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
             "cross-signed (ici : {policy})."
         ),
         "trust.reset_done": (
-            "L'identité retenue pour {user} (clé maîtresse {master_key}) est oubliée : son identité "
-            "actuelle est désormais reconnue, et ses appareils qu'elle a signés reçoivent les clés."
+            "L'identité retenue pour {user} (clé maîtresse {master_key}) est oubliée : son "
+            "identité actuelle est désormais reconnue, et les appareils qu'elle a signés "
+            "reçoivent les clés."
         ),
         "trust.reset_none": (
             "Aucune identité n'était retenue pour {user} : la sienne le sera à la prochaine "
