@@ -28,10 +28,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.commands.trust import short_key
 from bot.config import MatrixConfig
+from bot.errors import ConfigError
 from bot.i18n import t
 from bot.matrix import MatrixBot
 from bot.matrix.cross_signing import CrossSigning, NioHomeserver, nio_device_signer
-from bot.matrix.identity_keys import identity_path
+from bot.matrix.identity_keys import Identity, identity_path
 from bot.store import Store
 from tests.e2e_support import (
     WAIT,
@@ -622,3 +623,39 @@ async def test_a_new_identity_is_trusted_again_once_an_admin_resets_it(
     again = await crieur.guard(alice.send(room_id, "!help"))
     await crieur.guard(alice.wait_decrypted(room_id, crieur.user_id, answering(again)))
     assert answering(ignored)(await alice.decrypted(room_id, crieur.user_id)) is None
+
+
+@needs_e2e
+async def test_replacing_an_identity_without_the_password_stops_the_bot_with_one_clear_line(
+    synapse: SynapseServer, tmp_path: Path
+) -> None:
+    account = await bot_account(synapse)
+    # The account publishes an identity whose keys the bot does not hold (made by another
+    # client, or its keys file lost): replacing it needs the password, and only a token is set.
+    status, body = await synapse.request(
+        "POST",
+        "/_matrix/client/v3/keys/device_signing/upload",
+        token=account.access_token,
+        json=Identity.generate(account.user_id).upload_body(),
+    )
+    assert status == 200, body
+    config = MatrixConfig(
+        homeserver=synapse.base_url,
+        user_id=account.user_id,
+        access_token=account.access_token,
+        encryption=True,
+    )
+    store = await Store.open(tmp_path / "crieur.sqlite3")
+    bot = MatrixBot(config, store, data_dir=tmp_path / "matrix", region_rooms={})
+    try:
+        with pytest.raises(ConfigError) as caught:
+            await bot.start()
+    finally:
+        await bot.close()
+        await store.close()
+
+    (line,) = caught.value.lines()
+    assert line.startswith(
+        "matrix.password: needed to replace the bot's cross-signing identity, which the "
+        "homeserver protects: set matrix.password"
+    ), line

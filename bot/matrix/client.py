@@ -253,9 +253,10 @@ def _encryption_parts(
     from .policies import CrossSignedTrust, FirstUseTrust
     from .trust import MasterKeyPins
 
+    pins = MasterKeyPins(store)
     identity = BotIdentity(
-        client, store_dir=store_path, password=config.password, listener=listener
+        client, store_dir=store_path, password=config.password, listener=listener, pins=pins
     )
     if config.trust == "cross-signed":
-        return CrossSignedTrust(client, MasterKeyPins(store)), identity
+        return CrossSignedTrust(client, pins), identity
     return FirstUseTrust(client, policy=config.trust), identity

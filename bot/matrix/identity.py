@@ -9,6 +9,7 @@ from nio import AsyncClient
 
 from .cross_signing import CrossSigning, NioHomeserver, nio_device_signer
 from .protocols import MatrixListener
+from .trust import MasterKeyPins
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,13 @@ class BotIdentity:
         store_dir: Path,
         password: str | None,
         listener: MatrixListener,
+        pins: MasterKeyPins,
     ) -> None:
         self._client = client
         self._store_dir = store_dir
         self._password = password
         self._listener = listener
+        self._pins = pins
         self._master_key: str | None = None
         self._signed_device: str | None = None  # the device this run has signed
 
@@ -62,6 +65,9 @@ class BotIdentity:
             report.master_key,
             device_id,
         )
+        if report.replaced is not None:
+            # The bot's own identity changed on purpose: not a change to refuse its devices for.
+            await self._pins.reset(str(self._client.user_id))
         if report.warning is not None:
             # Logged where it was replaced; the listener passes it on (the admin room).
             self._listener.identity_replaced(report.warning)
