@@ -146,14 +146,14 @@ class Crypto:
             log.warning("key maintenance failed: %s", describe(error))
 
     async def untrusted_sender(self, user_id: str, sender_key: str) -> str | None:
-        """Why a message from the device with this Curve25519 key is not acted upon; None if
-        it is, as the trust policy says. A device not known yet has its keys read first."""
+        """Say why the policy does not trust the device with this Curve25519 key, else None."""
         trust = self._trust
         if trust is None or trust.policy == "all":
             return None
         store = self._client.device_store
         device = store.device_from_sender_key(user_id, sender_key)
         if device is None or not trust.judged(user_id):
+            # A device seen for the first time (its room key came before its keys were read).
             self._client.olm.users_for_key_query.add(user_id)
             try:
                 await self._query_keys()
