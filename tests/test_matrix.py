@@ -17,7 +17,7 @@ from nio.crypto import ENCRYPTION_ENABLED
 
 from bot.config import MatrixConfig
 from bot.errors import HomeserverUnavailable, RateLimited, RoomUnavailable
-from bot.matrix import CREATOR_POWER, CommandHandler, MatrixBot, RoomStates
+from bot.matrix import CREATOR_POWER, CommandHandler, CommandView, MatrixBot
 from bot.model import Entry
 from bot.store import Store
 from tests.synapse_server import Account, ClientFactory, SynapseServer
@@ -48,7 +48,7 @@ class Recorder:
         return [body for _, _, _, body in self.calls]
 
     async def __call__(
-        self, room: RoomStates, room_id: str, sender: str, event_id: str, body: str
+        self, room: CommandView, room_id: str, sender: str, event_id: str, body: str
     ) -> Said:
         self.calls.append((room_id, sender, event_id, body))
         if body == self.fail_on:

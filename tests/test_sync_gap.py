@@ -20,7 +20,7 @@ from nio import AsyncClient, AsyncClientConfig
 from bot.catalogue import Catalogue
 from bot.commands import Commands, Reply
 from bot.config import Organisation, Region
-from bot.matrix import TIMELINE_LIMIT, RoomStates
+from bot.matrix import TIMELINE_LIMIT, CommandView
 from bot.matrix import sync as matrix_sync
 from bot.store import Store
 from tests.e2e_support import send_encrypted
@@ -73,7 +73,7 @@ async def send_filler(client: AsyncClient, room_id: str, count: int, tag: str) -
         await SynapseServer.send_text(client, room_id, f"{tag} chatter {n}")
 
 
-CommandHandler = Callable[[RoomStates, str, str, str, str], Awaitable[Reply | None]]
+CommandHandler = Callable[[CommandView, str, str, str, str], Awaitable[Reply | None]]
 
 
 def real_commands(store: Store) -> tuple[CommandHandler, list[str]]:
@@ -84,7 +84,7 @@ def real_commands(store: Store) -> tuple[CommandHandler, list[str]]:
     ran: list[str] = []
 
     async def handler(
-        room: RoomStates, room_id: str, sender: str, event_id: str, body: str
+        room: CommandView, room_id: str, sender: str, event_id: str, body: str
     ) -> Reply | None:
         ran.append(event_id)
         return await commands(room, room_id, sender, event_id, body)
