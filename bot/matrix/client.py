@@ -157,11 +157,6 @@ class MatrixBot:
         """Whether the room is end-to-end encrypted, as last synced (None if unknown)."""
         return self._rooms.encrypted(room_id)
 
-    @property
-    def master_key(self) -> str | None:
-        """The bot's public master cross-signing key (None without encryption or before start)."""
-        return self._crypto.master_key
-
     async def power_level(self, room_id: str, user_id: str) -> int:
         """Return the user's power level in the room; CREATOR_POWER for a v12 room's creators."""
         return await self._rooms.power_level(room_id, user_id)

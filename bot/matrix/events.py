@@ -44,6 +44,7 @@ class Sync:
     joined: dict[str, JoinedRoom]
     invited: dict[str, str | None]  # room id → inviter
     left: dict[str, Event | None]  # room id → the bot's last membership event, if sent
+    to_device: tuple[object, ...] = ()  # nio's to-device events, for what nio leaves unread
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +169,14 @@ def parse_sync(response: object, me: str) -> Sync:
         timeline = read_events(getattr(getattr(info, "timeline", None), "events", None))
         state = read_events(getattr(info, "state", None))
         left[room_id] = _own_membership((*state, *timeline), me)
-    return Sync(str(getattr(response, "next_batch", "")), joined, invited, left)
+    to_device = getattr(response, "to_device_events", None)
+    return Sync(
+        str(getattr(response, "next_batch", "")),
+        joined,
+        invited,
+        left,
+        tuple(to_device) if isinstance(to_device, list) else (),
+    )
 
 
 def creators_outrank(room_version: str) -> bool:

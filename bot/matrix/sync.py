@@ -104,6 +104,7 @@ class SyncLoop:
             sync = await retrying(
                 "first sync", lambda: self._sync(None, timeout_ms=0, timeline_limit=1)
             )
+        self._read_withheld(sync)
         await self._timeline.process(sync, commands=resumed, invites=False)
         await self._synced(sync)
         return sync.invited
@@ -134,6 +135,7 @@ class SyncLoop:
                 self._listener.reconnected()
             delay = 0.0
             self.failing_since = None
+            self._read_withheld(sync)
             await self._timeline.process(sync, commands=True)
             await self._synced(sync)
 
@@ -167,16 +169,15 @@ class SyncLoop:
             response = await request()
             if not isinstance(response, SyncResponse):
                 raise response_error("sync", response)
-        self._read_withheld(response)
         sync = parse_sync(response, self._session.user_id)
         if since is None:
             return sync  # a first sync ever: history is skipped anyway
         return await self._fill_gaps(sync, since)
 
-    def _read_withheld(self, response: SyncResponse) -> None:
+    def _read_withheld(self, sync: Sync) -> None:
         """Log and count the room keys refused to the bot, before the events they leave unread."""
         # nio 0.26 has no class for m.room_key.withheld: it is one of its unknown to-device events.
-        for key in log_withheld(response.to_device_events):
+        for key in log_withheld(sync.to_device):
             self._withheld.add(key)
             self._listener.withheld_room_key()
 
