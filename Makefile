@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint typecheck demo bench reliability clean
+.PHONY: install js test lint typecheck demo bench reliability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,15 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed-test
 
-test: $(VENV)/.installed-test
+# The Element-like test client (matrix-js-sdk in Node), reinstalled when its lock file changes.
+JS := tests/js
+$(JS)/node_modules/.installed: $(JS)/package-lock.json $(JS)/package.json
+	cd $(JS) && npm ci
+	touch $@
+
+js: $(JS)/node_modules/.installed
+
+test: $(VENV)/.installed-test $(JS)/node_modules/.installed
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-test
@@ -35,4 +43,4 @@ reliability: $(VENV)/.installed-test
 	$(BIN)/python -m reliability
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(JS)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,3 +1,3 @@
-"""Shared pytest fixtures: a real local feed server and a real Synapse."""
+"""Shared pytest fixtures: a local feed server, a real Synapse, matrix-js-sdk clients."""
 
-pytest_plugins = ["tests.feed_server", "tests.synapse_server"]
+pytest_plugins = ["tests.feed_server", "tests.synapse_server", "tests.js_client"]

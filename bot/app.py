@@ -173,6 +173,17 @@ class _MatrixEvents:
         if self._redactor is not None:
             self._redactor.add(token)
 
+    def withheld_room_key(self) -> None:
+        """Count the refused room key (the Matrix side logged its reason)."""
+        self._metrics.withheld_room_key()
+
+    def untrusted_command(self) -> None:
+        """Count the command left unrun."""
+        self._metrics.untrusted_command()
+
+    def identity_replaced(self, warning: str) -> None:
+        """The Matrix side has logged the warning; matrix.admin_room will be told here."""
+
 
 def _first(group: BaseExceptionGroup[StoreError]) -> StoreError:
     error = group.exceptions[0]

@@ -84,3 +84,7 @@ class HomeserverUnavailable(SendError):
 
 class RoomUnavailable(SendError):
     """The bot cannot post in this room (not joined, forbidden): the room is paused."""
+
+
+class CrossSigningError(CrieurError):
+    """The homeserver refused the bot's cross-signing keys or signatures."""

@@ -50,6 +50,9 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
         "help.subscriptions": "montre ce que ce salon reçoit",
         "help.latest": "montre les N derniers articles d'une organisation ou d'une région",
         "help.status": "montre l'état des flux que reçoit ce salon",
+        "help.trust": "reconnaît la nouvelle identité de chiffrement d'une personne",
+        "help.admins_only": "(administrateurs de Crieur)",
+        "usage.trust": "reset @personne:serveur",
         "usage.orgs": "[RÉGION ou TEXTE]",
         "usage.subscribe": "NOM …",
         "usage.unsubscribe": "NOM …",
@@ -66,6 +69,7 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
             "Désolé, seuls les modérateurs de ce salon peuvent faire cela "
             "(niveau de pouvoir {level} requis)."
         ),
+        "error.admins_only": "Désolé, seuls les administrateurs de Crieur peuvent faire cela.",
         "error.missing_argument": "Il manque un argument. Usage : {usage}",
         "error.argument_too_long": "Argument trop long : {max} caractères au plus.",
         "error.invalid_number": "« {value} » n'est pas un nombre entre 1 et {max}.",
@@ -127,6 +131,30 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
         "status.encryption_off": (
             "Chiffrement : désactivé (matrix.encryption) ; les salons chiffrés ne reçoivent rien."
         ),
+        "status.identity": (
+            "Identité de Crieur : clé maîtresse {master_key} ; confiance accordée : {policy} "
+            "(matrix.trust)."
+        ),
+        "status.identity_none": (
+            "Identité de Crieur : pas encore publiée ; confiance accordée : {policy} "
+            "(matrix.trust)."
+        ),
+        # !trust.
+        "trust.usage": "Usage : {command} reset @personne:serveur",
+        "trust.bad_user": "« {user} » n'est pas un identifiant Matrix (@personne:serveur).",
+        "trust.not_cross_signed": (
+            "Rien à réinitialiser : Crieur ne retient d'identité que si matrix.trust vaut "
+            "cross-signed (ici : {policy})."
+        ),
+        "trust.reset_done": (
+            "L'identité retenue pour {user} (clé maîtresse {master_key}) est oubliée : son "
+            "identité actuelle est désormais reconnue, et les appareils qu'elle a signés "
+            "reçoivent les clés."
+        ),
+        "trust.reset_none": (
+            "Aucune identité n'était retenue pour {user} : la sienne le sera à la prochaine "
+            "lecture de ses clés."
+        ),
         "bot.encryption_off": (
             "Ce salon est chiffré de bout en bout, mais le chiffrement est désactivé pour Crieur "
             "(matrix.encryption) : je ne peux ni lire les commandes ni publier ici. Demandez à "
@@ -167,6 +195,9 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "help.subscriptions": "show what this room receives",
         "help.latest": "show the N latest posts of an organisation or a region",
         "help.status": "show the health of the feeds this room receives",
+        "help.trust": "trust a person's new encryption identity",
+        "help.admins_only": "(Crieur's admins)",
+        "usage.trust": "reset @person:server",
         "usage.orgs": "[REGION or TEXT]",
         "usage.subscribe": "NAME …",
         "usage.unsubscribe": "NAME …",
@@ -179,6 +210,7 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "error.permission": (
             "Sorry, only this room's moderators can do that (power level {level} needed)."
         ),
+        "error.admins_only": "Sorry, only Crieur's admins can do that.",
         "error.missing_argument": "Missing argument. Usage: {usage}",
         "error.argument_too_long": "Argument too long: {max} characters at most.",
         "error.invalid_number": "“{value}” is not a number between 1 and {max}.",
@@ -234,6 +266,25 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "status.encryption_on_plain": "Encryption: on; this room is not encrypted.",
         "status.encryption_off": (
             "Encryption: off (matrix.encryption); encrypted rooms receive nothing."
+        ),
+        "status.identity": (
+            "Crieur's identity: master key {master_key}; trust: {policy} (matrix.trust)."
+        ),
+        "status.identity_none": (
+            "Crieur's identity: not published yet; trust: {policy} (matrix.trust)."
+        ),
+        "trust.usage": "Usage: {command} reset @person:server",
+        "trust.bad_user": "“{user}” is not a Matrix user id (@person:server).",
+        "trust.not_cross_signed": (
+            "Nothing to reset: Crieur pins identities only when matrix.trust is cross-signed "
+            "(here: {policy})."
+        ),
+        "trust.reset_done": (
+            "The identity pinned for {user} (master key {master_key}) is forgotten: their current "
+            "identity is trusted from now on, and the devices it signed get room keys."
+        ),
+        "trust.reset_none": (
+            "No identity was pinned for {user}: theirs will be at the next reading of their keys."
         ),
         "bot.encryption_off": (
             "This room is end-to-end encrypted, but encryption is turned off for Crieur "

@@ -96,6 +96,16 @@ class Metrics:
             "Encrypted room events the bot could not decrypt (no room key); they are skipped.",
             registry=self.registry,
         )
+        self._withheld = Counter(
+            "crieur_withheld_room_keys",
+            "Room keys a member's device refused the bot (m.room_key.withheld), with a reason.",
+            registry=self.registry,
+        )
+        self._untrusted = Counter(
+            "crieur_untrusted_commands",
+            "Commands not run: sent from a device the trust policy (matrix.trust) does not trust.",
+            registry=self.registry,
+        )
         self._up = Gauge(
             "crieur_up",
             "1 when the bot passes its health check, else 0.",
@@ -127,6 +137,14 @@ class Metrics:
     def undecryptable_event(self) -> None:
         """Count one room event that could not be decrypted; a MatrixBot listener."""
         self._undecryptable.inc()
+
+    def withheld_room_key(self) -> None:
+        """Count one room key refused to the bot; a MatrixBot listener."""
+        self._withheld.inc()
+
+    def untrusted_command(self) -> None:
+        """Count one command left unrun for its untrusted device; a MatrixBot listener."""
+        self._untrusted.inc()
 
     async def refresh(
         self, store: Store, now: float, last_sync: float | None, *, up: bool = True

@@ -25,6 +25,7 @@ OTHER_ROOM = "!other:example.org"
 MODERATOR = "@mod:example.org"
 MEMBER = "@member:example.org"
 ADMIN = "@admin:example.org"
+MASTER_KEY = "Q2dD8ZJ9oHqsZ1sXvL0Xn3qY7m4bN0c5dE6fG7hI8jK"
 
 REGIONS = {
     "france": Region("france", "France"),
@@ -55,8 +56,9 @@ ORGANISATIONS = {
 class Bot:
     """The command handler as a room sees it, with power levels and a clock of its own.
 
-    It is also the handler's view of the rooms: power levels from `levels`, and whether the
-    bot and the room encrypt from `encrypts`.
+    It is also the handler's view of the rooms: power levels from `levels`, whether the bot
+    and the room encrypt from `encrypts`, the trust policy and identity from `policy` and
+    `master`, and the pins from `pins` (what `!trust reset` forgot lands in `resets`).
     """
 
     def __init__(
@@ -71,6 +73,10 @@ class Bot:
         self.clock = Clock(NOW)
         self.levels = dict(levels or {MODERATOR: 50, MEMBER: 0, ADMIN: 0})
         self.encrypts = (False, False)
+        self.policy: str | None = "cross-signed"
+        self.master: str | None = MASTER_KEY
+        self.pins: dict[str, str] = {}
+        self.resets: list[str] = []
         self.commands = Commands(
             store,
             catalogue,
@@ -86,6 +92,16 @@ class Bot:
 
     def encryption(self, room_id: str) -> tuple[bool, bool]:
         return self.encrypts
+
+    def trust_policy(self) -> str | None:
+        return self.policy if self.encrypts[0] else None
+
+    def master_key(self) -> str | None:
+        return self.master if self.encrypts[0] else None
+
+    async def reset_trust(self, user_id: str) -> str | None:
+        self.resets.append(user_id)
+        return self.pins.pop(user_id, None)
 
     async def call(self, body: str, sender: str = MODERATOR, room: str = ROOM) -> Reply | None:
         return await self.commands(self, room, sender, "$event", body)
@@ -169,10 +185,11 @@ async def test_help_lists_every_command_and_marks_moderators_only_ones(
     for spec in specs:
         line = lines[f"!{spec.name}"]
         assert t(language, spec.description) in line
-        assert (marker in line) == spec.changes_state
+        assert (marker in line) == (spec.changes_state and not spec.admins_only)
     assert {"!subscribe", "!unsubscribe"} == {
         name for name, line in lines.items() if marker in line
     }
+    assert t(language, "help.admins_only") in lines["!trust"]
     assert t(language, "help.header") in text
     assert markup is not None and "<code>!subscribe " in markup
 
@@ -689,7 +706,67 @@ async def test_status_says_whether_the_bot_and_the_room_encrypt(
     bot: Bot, encrypts: tuple[bool, bool], line: str
 ) -> None:
     bot.encrypts = encrypts
-    assert (await bot.ask("!status")).splitlines()[-1] == t("en", line)
+    assert t("en", line) in (await bot.ask("!status")).splitlines()
+
+
+async def test_status_shows_the_bots_identity_and_trust_policy(bot: Bot) -> None:
+    bot.encrypts = (True, True)
+    lines = (await bot.ask("!status")).splitlines()
+    identity = t("en", "status.identity", master_key="Q2dD 8ZJ9 oHqs…", policy="cross-signed")
+    assert lines[-1] == identity
+    bot.master, bot.policy = None, "tofu"
+    lines = (await bot.ask("!status")).splitlines()
+    assert lines[-1] == t("en", "status.identity_none", policy="tofu")
+    bot.encrypts = (False, False)
+    assert not any("identity" in line for line in (await bot.ask("!status")).splitlines())
+
+
+# -- !trust ----------------------------------------------------------------------------------------
+
+
+async def test_an_admin_resets_a_users_pinned_identity(bot: Bot) -> None:
+    bot.encrypts = (True, True)
+    bot.pins["@alice:example.org"] = "AbCdEfGhIjKlMnOp"
+    answer = await bot.ask("!trust reset @alice:example.org", sender=ADMIN)
+    assert answer == t(
+        "en", "trust.reset_done", user="@alice:example.org", master_key="AbCd EfGh IjKl…"
+    )
+    assert bot.resets == ["@alice:example.org"] and not bot.pins
+    again = await bot.ask("!trust reset @alice:example.org", sender=ADMIN)
+    assert again == t("en", "trust.reset_none", user="@alice:example.org")
+
+
+@pytest.mark.parametrize("sender", [MODERATOR, MEMBER])
+async def test_trust_reset_is_refused_politely_to_anyone_but_an_admin(
+    bot: Bot, sender: str
+) -> None:
+    bot.encrypts = (True, True)
+    bot.pins["@alice:example.org"] = "AbCdEfGhIjKlMnOp"
+    answer = await bot.ask("!trust reset @alice:example.org", sender=sender)
+    assert answer == t("en", "error.admins_only")
+    assert bot.resets == [] and "@alice:example.org" in bot.pins
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("!trust", "trust.usage"),
+        ("!trust forget @alice:example.org", "trust.usage"),
+        ("!trust reset alice", "trust.bad_user"),
+    ],
+)
+async def test_trust_needs_reset_and_a_user_id(bot: Bot, body: str, key: str) -> None:
+    bot.encrypts = (True, True)
+    answer = await bot.ask(body, sender=ADMIN)
+    assert answer == t("en", key, command="!trust", user="alice")
+    assert bot.resets == []
+
+
+async def test_trust_reset_explains_that_only_cross_signed_trust_pins(bot: Bot) -> None:
+    bot.encrypts, bot.policy = (True, True), "tofu"
+    answer = await bot.ask("!trust reset @alice:example.org", sender=ADMIN)
+    assert answer == t("en", "trust.not_cross_signed", policy="tofu")
+    assert bot.resets == []
 
 
 async def test_admin_status_covers_every_feed(bot: Bot, store: Store) -> None:

@@ -473,7 +473,7 @@ def test_encryption_defaults_to_whether_the_extra_is_installed(
 ) -> None:
     path = with_matrix(tmp_path, "")
     assert load_config(path, env={}).matrix.encryption is config_schema.e2e_available()
-    assert load_config(path, env={}).matrix.trust == "tofu"
+    assert load_config(path, env={}).matrix.trust == "cross-signed"
     without_the_extra(monkeypatch)
     assert load_config(path, env={}).matrix.encryption is False
 
@@ -493,10 +493,12 @@ def test_encryption_asked_for_without_the_extra_is_a_config_problem(
     assert load_config(with_matrix(tmp_path, "  encryption: false\n"), env={})
 
 
-def test_the_trust_policy_is_tofu_or_all(tmp_path: Path) -> None:
-    assert load_config(with_matrix(tmp_path, "  trust: all\n"), env={}).matrix.trust == "all"
+def test_the_trust_policy_is_cross_signed_tofu_or_all(tmp_path: Path) -> None:
+    for policy in ("cross-signed", "tofu", "all"):
+        lines = f"  trust: {policy}\n"
+        assert load_config(with_matrix(tmp_path, lines), env={}).matrix.trust == policy
     with pytest.raises(ConfigError) as caught:
         load_config(with_matrix(tmp_path, "  trust: verified\n"), env={})
     assert caught.value.lines() == [
-        "matrix.trust: unknown trust policy 'verified' (use tofu or all)"
+        "matrix.trust: unknown trust policy 'verified' (use cross-signed, tofu or all)"
     ]

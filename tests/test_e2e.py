@@ -369,6 +369,7 @@ class TestReadOnlyCommandsAnswerAsRepliesInTheConfiguredLanguage:
             "subscriptions",
             "latest",
             "status",
+            "trust",
         ):
             assert any(line.startswith(f"!{name}") for line in body.splitlines()), name
         assert said(lang, "(modérateurs)", "(moderators)") in body
@@ -433,13 +434,23 @@ class TestReadOnlyCommandsAnswerAsRepliesInTheConfiguredLanguage:
         assert lines[1] == said(
             lang, "En bonne santé : 2 ; en erreur : 0.", "Healthy: 2; failing: 0."
         )
-        feeds, encryption = lines[2:-1], lines[-1]
+        feeds, encryption, identity = lines[2:-2], lines[-2], lines[-1]
         assert {line.split(" — ")[0] for line in feeds} == {"Parinux", "Ubuntu Paris"}
         assert all(said(lang, "dernier succès", "last success") in line for line in feeds)
         assert encryption == said(
             lang,
             "Chiffrement : activé ; ce salon n'est pas chiffré.",
             "Encryption: on; this room is not encrypted.",
+        )
+        assert identity.startswith(
+            said(lang, "Identité de Crieur : clé maîtresse ", "Crieur's identity: master key ")
+        )
+        assert identity.endswith(
+            said(
+                lang,
+                "confiance accordée : cross-signed (matrix.trust).",
+                "trust: cross-signed (matrix.trust).",
+            )
         )
 
     @staticmethod

@@ -1,5 +1,6 @@
 """Encrypted rooms, end to end: a real Synapse, the whole bot in this process, and people on
-real nio clients with encryption on and crypto stores of their own.
+real nio clients with encryption on and crypto stores of their own, each cross-signed by an
+identity of their own (as Element users are), unless a test says otherwise.
 
 What is checked is what those people see: the bot's events in an encrypted room are
 `m.room.encrypted` on the homeserver, and each person's client decrypts them to the expected
@@ -21,13 +22,17 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from nio import AsyncClient, AsyncClientConfig, Event
+from nio import AsyncClient, AsyncClientConfig, Event, ToDeviceMessage
 from nio.crypto import ENCRYPTION_ENABLED
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.commands.trust import short_key
 from bot.config import MatrixConfig
+from bot.errors import ConfigError
 from bot.i18n import t
 from bot.matrix import MatrixBot
+from bot.matrix.cross_signing import CrossSigning, NioHomeserver, nio_device_signer
+from bot.matrix.identity_keys import Identity, identity_path
 from bot.store import Store
 from tests.e2e_support import (
     WAIT,
@@ -95,6 +100,7 @@ class Person:
         store.mkdir(parents=True)
         self.synapse = synapse
         self.account = account
+        self.store = store
         self.client = AsyncClient(
             synapse.base_url,
             account.user_id,
@@ -115,6 +121,23 @@ class Person:
             await self.client.keys_upload()
         if self.client.should_query_keys:
             await self.client.keys_query()
+
+    async def cross_sign(self, *, new_identity: bool = False) -> str:
+        """Sign this device with a cross-signing identity (a new one if asked); its master key.
+
+        The same library as the bot's, on the person's own keys: nio cannot cross-sign.
+        """
+        if new_identity:
+            identity_path(self.store, self.user_id).unlink()
+        report = await CrossSigning(
+            NioHomeserver(self.client),
+            user_id=self.user_id,
+            device_id=self.account.device_id,
+            store_dir=self.store,
+            password=self.account.password,
+            device_signer=nio_device_signer(self.client),
+        ).ensure()
+        return report.master_key
 
     async def send(self, room_id: str, body: str) -> str:
         """Send an encrypted text message; return its event id."""
@@ -170,6 +193,19 @@ def announcing(title: str) -> Callable[[list[Event]], Event | None]:
     return find
 
 
+async def published_master_key(reader: Person, user_id: str) -> str:
+    """The master cross-signing key `user_id` has published, as `reader` queries it."""
+    status, body = await reader.synapse.request(
+        "POST",
+        "/_matrix/client/v3/keys/query",
+        token=reader.account.access_token,
+        json={"device_keys": {user_id: []}},
+    )
+    assert status == 200, body
+    (key,) = body["master_keys"][user_id]["keys"].values()
+    return str(key)
+
+
 async def bot_devices(synapse: SynapseServer, user_id: str) -> set[str]:
     admin = await synapse.admin_account()
     status, body = await synapse.request(
@@ -193,11 +229,13 @@ async def crieur(
 async def people(synapse: SynapseServer, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     made: list[Person] = []
 
-    async def make(name: str) -> Person:
+    async def make(name: str, *, cross_signed: bool = True) -> Person:
         account = await synapse.register_account(synapse.unique_localpart(name))
         person = Person(synapse, account, tmp_path / "people" / account.localpart)
         made.append(person)
         await person.sync()
+        if cross_signed:
+            await person.cross_sign()
         return person
 
     yield make
@@ -269,6 +307,9 @@ async def test_a_member_who_joins_later_decrypts_what_is_sent_after(
     status_id = await crieur.guard(bob.send(room_id, "!status"))
     status = await crieur.guard(bob.wait_decrypted(room_id, crieur.user_id, answering(status_id)))
     assert t("fr", "status.encryption_on_encrypted") in content(status)["body"]
+    master = await published_master_key(bob, crieur.user_id)
+    identity = t("fr", "status.identity", master_key=short_key(master), policy="cross-signed")
+    assert identity in content(status)["body"].splitlines()
 
     after = crieur.feeds.publish(ORG, "April : bienvenue aux nouveaux membres")
     for person in (bob, alice):
@@ -417,7 +458,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def undecryptable_count(listen: str) -> float:
+async def counter(listen: str, name: str) -> float:
+    """The value of the counter `name` (without `_total`) on the bot's metrics page."""
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
         session.get(f"http://{listen}/metrics") as response,
@@ -426,10 +468,14 @@ async def undecryptable_count(listen: str) -> float:
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
-        if family.name == "crieur_undecryptable_events"
+        if family.name == name
         for sample in family.samples
-        if sample.name == "crieur_undecryptable_events_total"
+        if sample.name == f"{name}_total"
     )
+
+
+async def undecryptable_count(listen: str) -> float:
+    return await counter(listen, "crieur_undecryptable_events")
 
 
 @needs_e2e
@@ -462,3 +508,154 @@ async def test_an_undecryptable_message_is_counted_and_the_bot_goes_on(
 
 async def _at_least(count: Awaitable[float], minimum: float) -> bool:
     return await count >= minimum
+
+
+async def members(owner: Person, room_id: str, *others: Person) -> None:
+    """Invite and join `others` to the owner's room."""
+    for person in others:
+        await owner.client.room_invite(room_id, person.user_id)
+        await SynapseServer.join(person.client, room_id)
+
+
+@needs_e2e
+async def test_a_command_from_a_device_not_cross_signed_is_not_run(
+    crieur: Crieur, people: Callable[..., Awaitable[Person]], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.matrix")
+    alice = await people("alice")
+    mallory = await people("mallory", cross_signed=False)
+    listen = f"127.0.0.1:{free_port()}"
+    await crieur.start(http={"listen": listen})  # matrix.trust: cross-signed, the default
+    room_id = await encrypted_room_with_bot(alice, crieur)
+    await members(alice, room_id, mallory)
+
+    ignored = await crieur.guard(mallory.send(room_id, "!help"))
+
+    await crieur.guard(
+        eventually(
+            lambda: _at_least(counter(listen, "crieur_untrusted_commands"), 1),
+            WAIT,
+            what="a command left unrun",
+        )
+    )
+    assert f"not running command 'help' from {mallory.user_id} in {room_id}" in caplog.text
+    # Alice's device is cross-signed: her command runs; the answer is not for Mallory's device.
+    command_id = await crieur.guard(alice.send(room_id, "!help"))
+    await crieur.guard(alice.wait_decrypted(room_id, crieur.user_id, answering(command_id)))
+    assert answering(ignored)(await alice.decrypted(room_id, crieur.user_id)) is None
+    assert await mallory.decrypted(room_id, crieur.user_id) == []
+
+
+@needs_e2e
+async def test_a_withheld_room_key_is_logged_with_its_reason_and_counted(
+    crieur: Crieur, people: Callable[..., Awaitable[Person]], caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = await people("alice")
+    listen = f"127.0.0.1:{free_port()}"
+    await crieur.start(http={"listen": listen})
+    room_id = await encrypted_room_with_bot(alice, crieur)
+    await alice.client.joined_members(room_id)
+    await alice.sync()
+    (device,) = alice.client.device_store.active_user_devices(crieur.user_id)
+    alice.client.blacklist_device(device)
+    await alice.client.share_group_session(room_id, ignore_unverified_devices=True)
+    session_id = alice.client.olm.outbound_group_sessions[room_id].id
+    reason = "The sender disabled sending keys to unverified devices."
+    withheld = {
+        "algorithm": "m.megolm.v1.aes-sha2",
+        "room_id": room_id,
+        "session_id": session_id,
+        "sender_key": alice.client.olm.account.identity_keys["curve25519"],
+        "from_device": alice.account.device_id,
+        "code": "m.unverified",
+        "reason": reason,
+    }
+    # As Element does, Alice's client tells the bot's device why it gets no key.
+    await alice.client.to_device(
+        ToDeviceMessage("m.room_key.withheld", crieur.user_id, device.id, withheld)
+    )
+
+    await alice.send(room_id, "!help")
+
+    await crieur.guard(
+        eventually(
+            lambda: _at_least(counter(listen, "crieur_withheld_room_keys"), 1),
+            WAIT,
+            what="a withheld key counted",
+        )
+    )
+    assert (
+        f"{alice.user_id} (device {alice.account.device_id}) withheld a room key in {room_id} "
+        f"for session {session_id}: m.unverified: {reason}"
+    ) in caplog.text
+    await crieur.guard(eventually(lambda: "the sender withheld its room key" in caplog.text, WAIT))
+    assert "no room key for it" not in caplog.text
+    assert await counter(listen, "crieur_withheld_room_keys") == 1
+
+
+@needs_e2e
+async def test_a_new_identity_is_trusted_again_once_an_admin_resets_it(
+    crieur: Crieur, people: Callable[..., Awaitable[Person]], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.matrix")
+    alice, admin = await people("alice"), await people("admin")
+    await crieur.start(admins=[admin.user_id])
+    room_id = await encrypted_room_with_bot(alice, crieur)
+    await members(alice, room_id, admin)
+    first = await crieur.guard(alice.send(room_id, f"!trust reset {admin.user_id}"))
+    refused = await crieur.guard(alice.wait_decrypted(room_id, crieur.user_id, answering(first)))
+    assert content(refused)["body"] == t("fr", "error.admins_only")
+    old = await published_master_key(admin, alice.user_id)
+
+    await alice.cross_sign(new_identity=True)  # a reset of her identity, or someone else
+    changed = f"the cross-signing identity of {alice.user_id} changed"
+    await crieur.guard(eventually(lambda: changed in caplog.text, WAIT, what="the change seen"))
+    ignored = await crieur.guard(alice.send(room_id, "!help"))
+    await crieur.guard(
+        eventually(lambda: f"not running command 'help' from {alice.user_id}" in caplog.text)
+    )
+
+    reset = await crieur.guard(admin.send(room_id, f"!trust reset {alice.user_id}"))
+    done = await crieur.guard(admin.wait_decrypted(room_id, crieur.user_id, answering(reset)))
+    assert content(done)["body"] == t(
+        "fr", "trust.reset_done", user=alice.user_id, master_key=short_key(old)
+    )
+    again = await crieur.guard(alice.send(room_id, "!help"))
+    await crieur.guard(alice.wait_decrypted(room_id, crieur.user_id, answering(again)))
+    assert answering(ignored)(await alice.decrypted(room_id, crieur.user_id)) is None
+
+
+@needs_e2e
+async def test_replacing_an_identity_without_the_password_stops_the_bot_with_one_clear_line(
+    synapse: SynapseServer, tmp_path: Path
+) -> None:
+    account = await bot_account(synapse)
+    # The account publishes an identity whose keys the bot does not hold (made by another
+    # client, or its keys file lost): replacing it needs the password, and only a token is set.
+    status, body = await synapse.request(
+        "POST",
+        "/_matrix/client/v3/keys/device_signing/upload",
+        token=account.access_token,
+        json=Identity.generate(account.user_id).upload_body(),
+    )
+    assert status == 200, body
+    config = MatrixConfig(
+        homeserver=synapse.base_url,
+        user_id=account.user_id,
+        access_token=account.access_token,
+        encryption=True,
+    )
+    store = await Store.open(tmp_path / "crieur.sqlite3")
+    bot = MatrixBot(config, store, data_dir=tmp_path / "matrix", region_rooms={})
+    try:
+        with pytest.raises(ConfigError) as caught:
+            await bot.start()
+    finally:
+        await bot.close()
+        await store.close()
+
+    (line,) = caught.value.lines()
+    assert line.startswith(
+        "matrix.password: needed to replace the bot's cross-signing identity, which the "
+        "homeserver protects: set matrix.password"
+    ), line

@@ -17,7 +17,7 @@ from nio.crypto import ENCRYPTION_ENABLED
 
 from bot.config import MatrixConfig
 from bot.errors import HomeserverUnavailable, RateLimited, RoomUnavailable
-from bot.matrix import CREATOR_POWER, CommandHandler, MatrixBot, RoomStates
+from bot.matrix import CREATOR_POWER, CommandHandler, CommandView, MatrixBot
 from bot.model import Entry
 from bot.store import Store
 from tests.e2e_support import eventually, membership, wait_for_membership
@@ -49,7 +49,7 @@ class Recorder:
         return [body for _, _, _, body in self.calls]
 
     async def __call__(
-        self, room: RoomStates, room_id: str, sender: str, event_id: str, body: str
+        self, room: CommandView, room_id: str, sender: str, event_id: str, body: str
     ) -> Said:
         self.calls.append((room_id, sender, event_id, body))
         if body == self.fail_on:
@@ -531,7 +531,10 @@ async def test_encrypted_command_gets_an_encrypted_answer_with_the_e2e_extra(
         await alice.keys_upload()
         room_id = await room_with_bot(alice, bots, encrypted=True)
         recorder = Recorder()
-        bot = await bots.run(bots.make(rooms=[room_id], commands=recorder, encryption=True))
+        # Alice's nio client cannot cross-sign: trust on first use.
+        bot = await bots.run(
+            bots.make(rooms=[room_id], commands=recorder, encryption=True, trust="tofu")
+        )
         await wait_for_membership(alice, room_id, bots.user_id, "join")
         await alice.sync(timeout=0)
         sent = await alice.room_send(
@@ -555,7 +558,7 @@ async def test_encrypted_command_gets_an_encrypted_answer_with_the_e2e_extra(
 
         # A restart reuses the device and its crypto store: sending still works.
         await bots.stop_all()
-        second = bots.make(rooms=[room_id], encryption=True)
+        second = bots.make(rooms=[room_id], encryption=True, trust="tofu")
         await second.start()
         assert second.device_id == bot.device_id
         content = {"msgtype": "m.notice", "body": "April: a new post"}

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ..errors import CommandError
 from .builtin import build_registry
-from .context import MAX_ARGUMENT, Context, Reply
-from .guard import BURST, MAX_BODY, RATE, Commands, RateLimiter, RoomView
+from .context import MAX_ARGUMENT, Context, Reply, RoomView
+from .guard import BURST, MAX_BODY, RATE, Commands, RateLimiter
 from .names import resolve_names
 from .registry import Arguments, CommandSpec, Handler, Registry, Token, tokenise
 

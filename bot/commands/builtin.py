@@ -6,6 +6,7 @@ from .catalogue import latest_command, orgs_command, regions_command
 from .registry import Handler, Registry
 from .status import status_command
 from .subscriptions import subscribe_command, subscriptions_command, unsubscribe_command
+from .trust import trust_command
 
 
 def build_registry() -> Registry:
@@ -23,6 +24,9 @@ def build_registry() -> Registry:
         "latest", latest_command, aliases=("derniers",), usage="usage.latest", min_args=1
     )
     registry.declare("status", status_command, aliases=("etat",))
+    registry.declare(
+        "trust", trust_command, aliases=("confiance",), usage="usage.trust", admins_only=True
+    )
     return registry
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from ..catalogue import Catalogue
 from ..config import Language
@@ -11,6 +11,30 @@ from ..i18n import t
 from ..store import Store
 
 MAX_ARGUMENT: Final = 200  # characters in one argument; configured names have at most 200
+
+
+class RoomView(Protocol):
+    """What the guard and the handlers learn about a room, and ask of the Matrix side."""
+
+    async def power_level(self, room_id: str, user_id: str) -> int:
+        """Return the power level of `user_id` in the room (creators of v12 rooms outrank all)."""
+        ...
+
+    def encryption(self, room_id: str) -> tuple[bool, bool]:
+        """Return (the bot encrypts, the room is encrypted)."""
+        ...
+
+    def trust_policy(self) -> str | None:
+        """Return the trust policy in force (`matrix.trust`); None without encryption."""
+        ...
+
+    def master_key(self) -> str | None:
+        """Return the bot's public master cross-signing key; None if it has none."""
+        ...
+
+    async def reset_trust(self, user_id: str) -> str | None:
+        """Forget the identity pinned for the user, read their keys again; return the old pin."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +59,7 @@ class Context:
     is_admin: bool
     now: float
     encryption: tuple[bool, bool]  # (the bot encrypts, the room is encrypted)
+    view: RoomView  # the Matrix side, for what a command asks of it
 
     def t(self, key: str, **params: object) -> str:
         """Return the message `key` in the configured language."""

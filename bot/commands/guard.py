@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Collection
-from typing import Final, Literal, Protocol
+from typing import Final, Literal
 
 from ..catalogue import Catalogue, normalise
 from ..config import Language
@@ -21,7 +21,7 @@ from ..errors import CommandError
 from ..i18n import join_list, quote, t
 from ..store import Store
 from .builtin import build_registry
-from .context import MAX_ARGUMENT, Context, Reply
+from .context import MAX_ARGUMENT, Context, Reply, RoomView
 from .lines import fit, shown
 from .registry import MAX_COMMAND_WORD, Arguments, Registry, tokenise, usage
 
@@ -31,18 +31,6 @@ MAX_BODY: Final = 2000  # characters in a command message
 RATE: Final = 1.0  # commands per second a user may sustain
 BURST: Final = 3  # commands a user may send at once
 MAX_TRACKED_USERS: Final = 10_000
-
-
-class RoomView(Protocol):
-    """What the guard and the handlers learn about a room from the Matrix side."""
-
-    async def power_level(self, room_id: str, user_id: str) -> int:
-        """Return the power level of `user_id` in the room (creators of v12 rooms outrank all)."""
-        ...
-
-    def encryption(self, room_id: str) -> tuple[bool, bool]:
-        """Return (the bot encrypts, the room is encrypted)."""
-        ...
 
 
 class RateLimiter:
@@ -187,6 +175,9 @@ class Commands:
             arguments = self._arguments(word, "".join(remainder), body)
             name = spec.name
             context = self._context(room, room_id, sender, now)
+            if spec.admins_only and not context.is_admin:
+                log.info("refused %s to %s in %s (event %s)", name, sender, room_id, event_id)
+                raise CommandError("error.admins_only")
             if spec.changes_state and not await self._may_manage(room, context):
                 log.info("refused %s to %s in %s (event %s)", name, sender, room_id, event_id)
                 raise CommandError("error.permission", level=self._manage_power_level)
@@ -239,6 +230,7 @@ class Commands:
             is_admin=sender in self._admins,
             now=now,
             encryption=room.encryption(room_id),
+            view=room,
         )
 
     async def _may_manage(self, room: RoomView, context: Context) -> bool:

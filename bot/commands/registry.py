@@ -76,6 +76,7 @@ class CommandSpec:
     usage: str | None = None  # i18n key of the arguments, like `usage.subscribe`
     description: str = ""  # i18n key of the one-line description
     changes_state: bool = False  # moderators only
+    admins_only: bool = False  # the admins of matrix.admins only
     min_args: int = 0
 
 
@@ -95,6 +96,7 @@ class Registry:
         aliases: tuple[str, ...] = (),
         usage: str | None = None,
         changes_state: bool = False,
+        admins_only: bool = False,
         min_args: int = 0,
     ) -> None:
         """Declare `handler` as the command `name`; help lists commands in declaration order."""
@@ -105,6 +107,7 @@ class Registry:
             usage=usage,
             description=f"help.{name}",
             changes_state=changes_state,
+            admins_only=admins_only,
             min_args=min_args,
         )
         keys = [normalise(word) for word in (name, *aliases)]
@@ -151,7 +154,9 @@ class Registry:
         for spec in self._specs:
             command = usage(ctx, spec)
             notes = [ctx.t(spec.description)]
-            if spec.changes_state:
+            if spec.admins_only:
+                notes.append(ctx.t("help.admins_only"))
+            elif spec.changes_state:
                 notes.append(ctx.t("help.moderators_only"))
             if spec.aliases:
                 aliases = ", ".join(ctx.command(alias) for alias in spec.aliases)

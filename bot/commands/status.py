@@ -1,4 +1,5 @@
-"""`!status`: the health of the feeds a room receives, its deliveries and its encryption."""
+"""`!status`: the health of the feeds a room receives, its deliveries, its encryption, the
+bot's identity."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from .context import Context, Reply
 from .lines import Lines, date_of, escape, one_line
 from .registry import Arguments
 from .subscriptions import received_organisations
+from .trust import short_key
 
 MAX_FAILING_SHOWN: Final = 10  # failing feeds detailed in !status
 MAX_HEALTHY_SHOWN: Final = 10  # a room's healthy feeds are detailed up to this many, else counted
@@ -54,7 +56,19 @@ async def status_command(ctx: Context, args: Arguments) -> Reply:
         out.add("status.encryption_on_encrypted")
     else:
         out.add("status.encryption_on_plain")
+    if bot_encrypts:
+        _identity_line(ctx, out)
     return out.reply()
+
+
+def _identity_line(ctx: Context, out: Lines) -> None:
+    """Add the bot's cross-signing identity and the trust policy it applies."""
+    policy = ctx.view.trust_policy() or "—"
+    key = ctx.view.master_key()
+    if key is None:
+        out.add("status.identity_none", policy=policy)
+    else:
+        out.add("status.identity", master_key=short_key(key), policy=policy)
 
 
 async def _delivery_lines(ctx: Context, out: Lines) -> None:

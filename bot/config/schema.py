@@ -21,6 +21,8 @@ from .values import (
 )
 
 E2E_MODULE = "vodozemac"  # what the e2e extra (matrix-nio[e2e]) adds and nio looks for
+# What the e2e extra adds for the bot's cross-signing identity.
+E2E_SIGNING_MODULES = ("signedjson", "canonicaljson")
 PASSWORD_ENV = "CRIEUR_MATRIX_PASSWORD"
 ACCESS_TOKEN_ENV = "CRIEUR_MATRIX_ACCESS_TOKEN"
 
@@ -35,7 +37,8 @@ class MatrixConfig:
     access_token: str | None = field(default=None, repr=False)
     device_name: str = "crieur"
     encryption: bool = False  # read from a file, the default is e2e_available()
-    trust: Trust = "tofu"  # which devices of room members get the room keys
+    # Which devices of room members get room keys and may run commands: as Element, by default.
+    trust: Trust = "cross-signed"
     admins: tuple[str, ...] = ()
     manage_power_level: int = 50
     command_prefix: str = "!"
@@ -169,7 +172,8 @@ def parse_config(data: object, *, base_dir: Path, env: Mapping[str, str]) -> Con
 
 def e2e_available() -> bool:
     """Tell whether the e2e extra is installed, without importing it."""
-    return importlib.util.find_spec(E2E_MODULE) is not None
+    modules = (E2E_MODULE, *E2E_SIGNING_MODULES)
+    return all(importlib.util.find_spec(module) is not None for module in modules)
 
 
 def _parse(

@@ -210,7 +210,7 @@ def trust(value: object) -> Trust:
     for known in TRUST_POLICIES:
         if value == known:
             return known
-    raise Invalid(f"unknown trust policy {show(value)} (use tofu or all)")
+    raise Invalid(f"unknown trust policy {show(value)} (use cross-signed, tofu or all)")
 
 
 def whole_number(low: int | None = None, high: int | None = None) -> Check[int]:

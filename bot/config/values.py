@@ -9,10 +9,10 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 Language = Literal["fr", "en"]
-Trust = Literal["tofu", "all"]
+Trust = Literal["cross-signed", "tofu", "all"]
 
 LANGUAGES: tuple[Language, ...] = ("fr", "en")
-TRUST_POLICIES: tuple[Trust, ...] = ("tofu", "all")
+TRUST_POLICIES: tuple[Trust, ...] = ("cross-signed", "tofu", "all")
 
 # Bounds that catch typos (an extra zero) before they hurt a homeserver or a feed's host.
 MAX_DURATION = 365 * 86400.0

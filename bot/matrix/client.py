@@ -24,7 +24,7 @@ from ..config import MatrixConfig
 from ..errors import HomeserverUnavailable, RoomUnavailable, SendError
 from ..store import Store
 from .answers import Answers, send_answers
-from .crypto import Crypto
+from .crypto import Crypto, DeviceTrust, Identity
 from .membership import Memberships
 from .protocols import CommandHandler, MatrixListener, QuietListener
 from .requests import REQUEST_TIMEOUT, describe, response_error, send_message
@@ -32,6 +32,7 @@ from .rooms import RoomStates
 from .session import Session, retrying
 from .sync import SyncLoop
 from .timeline import Timeline
+from .withheld import RecentWithheld
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,12 @@ class MatrixBot:
         )
         self._store = store
         listener = listener or QuietListener()
-        self._crypto = Crypto(client, enabled=self._encryption, trust=config.trust)
+        trust, identity = (
+            _encryption_parts(client, config, store, store_path, listener)
+            if self._encryption
+            else (None, None)
+        )
+        self._crypto = Crypto(client, trust, identity)
         self._session = Session(
             client,
             config,
@@ -99,16 +105,19 @@ class MatrixBot:
             clock=clock,
         )
         self._answers = Answers()
+        withheld = RecentWithheld()
         timeline = Timeline(
             client,
             config,
             self._session,
             self._rooms,
+            self._crypto,
             self._memberships,
             self._answers,
             listener,
             commands=commands,
             encryption_off_notice=encryption_off_notice,
+            withheld=withheld,
         )
         self._sync = SyncLoop(
             client,
@@ -120,6 +129,7 @@ class MatrixBot:
             self._answers,
             listener,
             clock=clock,
+            withheld=withheld,
         )
         self._send_locks: dict[str, asyncio.Lock] = {}
 
@@ -155,6 +165,9 @@ class MatrixBot:
         """Log in (reusing the stored device), sync once, join the configured rooms."""
         await retrying("log in", self._session.log_in)
         if self._encryption:
+            # Before any join or answer: Element reads the bot's keys when it joins a room, and
+            # shares nothing with a device its owner has not cross-signed.
+            await retrying("set up cross-signing", self._crypto.set_up)
             log.info("end-to-end encryption on (matrix.trust: %s)", self._config.trust)
         else:
             log.info("end-to-end encryption off: encrypted rooms get nothing")
@@ -220,3 +233,25 @@ class MatrixBot:
                 else "matrix.encryption is off"
             )
             raise RoomUnavailable(f"{room_id} is end-to-end encrypted and {reason}")
+
+
+def _encryption_parts(
+    client: AsyncClient,
+    config: MatrixConfig,
+    store: Store,
+    store_path: Path,
+    listener: MatrixListener,
+) -> tuple[DeviceTrust, Identity]:
+    """The trust policy and the cross-signing identity, which only encryption needs."""
+    # Imported here: signedjson and canonicaljson come with the e2e extra.
+    from .identity import BotIdentity
+    from .policies import CrossSignedTrust, FirstUseTrust
+    from .trust import MasterKeyPins
+
+    pins = MasterKeyPins(store)
+    identity = BotIdentity(
+        client, store_dir=store_path, password=config.password, listener=listener, pins=pins
+    )
+    if config.trust == "cross-signed":
+        return CrossSignedTrust(client, pins), identity
+    return FirstUseTrust(client, policy=config.trust), identity

@@ -1,10 +1,10 @@
-"""End-to-end encryption: keys uploaded, queried and claimed, and the trust policy."""
+"""End-to-end encryption: keys uploaded, queried and claimed, the identity, the trust policy."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+from typing import Protocol
 
 from nio import (
     AsyncClient,
@@ -16,23 +16,88 @@ from nio import (
 )
 from nio.crypto import OlmDevice
 
-from ..errors import HomeserverUnavailable
+from ..errors import HomeserverUnavailable, RateLimited
 from .requests import call, describe, log_refusal, response_error
 
 log = logging.getLogger(__name__)
 
 
+class DeviceTrust(Protocol):
+    """A trust policy (`matrix.trust`): which member devices get room keys and run commands."""
+
+    @property
+    def policy(self) -> str:
+        """The name of the policy, as `matrix.trust` spells it."""
+        ...
+
+    async def keys_queried(self, response: KeysQueryResponse) -> None:
+        """Judge the devices a key query returned."""
+        ...
+
+    def before_sharing(self, users: Iterable[str]) -> None:
+        """Mark these users' devices trusted or excluded before nio shares a room key."""
+        ...
+
+    def judged(self, user_id: str) -> bool:
+        """True if the user's devices have been judged."""
+        ...
+
+    def why_not(self, device: OlmDevice) -> str | None:
+        """Why the device is not trusted; None when it is."""
+        ...
+
+    async def reset(self, user_id: str) -> str | None:
+        """Forget the identity pinned for the user; return it, if there was one."""
+        ...
+
+
+class Identity(Protocol):
+    """The bot's cross-signing identity."""
+
+    @property
+    def master_key(self) -> str | None:
+        """The public master key, once published."""
+        ...
+
+    async def ensure(self) -> None:
+        """Publish the identity and sign the current device with it, if not done yet."""
+        ...
+
+
 class Crypto:
     """Keeps the device's keys and the members' devices as nio's own loop would."""
 
-    def __init__(self, client: AsyncClient, *, enabled: bool, trust: str) -> None:
+    def __init__(
+        self, client: AsyncClient, trust: DeviceTrust | None, identity: Identity | None
+    ) -> None:
         self._client = client
-        self._enabled = enabled
-        self._trust = trust
+        self._trust = trust  # None: encryption is off
+        self._identity = identity
+
+    @property
+    def policy(self) -> str | None:
+        """The trust policy in force; None without encryption."""
+        return self._trust.policy if self._trust is not None else None
+
+    @property
+    def master_key(self) -> str | None:
+        """The bot's public master key; None without encryption or before it is published."""
+        return self._identity.master_key if self._identity is not None else None
+
+    async def set_up(self) -> None:
+        """Publish the device's keys, then the cross-signing identity that signs the device.
+
+        Raise ConfigError, CrossSigningError, HomeserverUnavailable or RateLimited.
+        """
+        if self._identity is None:
+            return
+        await self.upload_keys()
+        await self._identity.ensure()
 
     async def prepare_room_keys(self, room_id: str) -> None:
         """Know every member's devices and apply the trust policy before nio shares a key."""
-        if not self._enabled or not self._client.rooms[room_id].encrypted:
+        trust = self._trust
+        if trust is None or not self._client.rooms[room_id].encrypted:
             return
         client = self._client
         room = client.rooms[room_id]
@@ -41,9 +106,11 @@ class Crypto:
             response = await call(what, client.joined_members(room_id))
             if not isinstance(response, JoinedMembersResponse):
                 raise response_error(what, response)
+        # Members whose devices this run has not judged yet (after a restart, say) are read.
+        client.olm.users_for_key_query.update(u for u in room.users if not trust.judged(u))
         if client.should_query_keys:
             await self._query_keys()
-        self._apply_trust(room.users)
+        trust.before_sharing(room.users)
         # Claimed here, where a failure is an outage like any other: nio claims them while it
         # marks the room as sharing, and a failure there would leave that mark for good.
         missing = client.get_missing_sessions(room_id)
@@ -58,12 +125,12 @@ class Crypto:
 
     async def upload_keys(self) -> None:
         """Upload the device's keys when nio says they are due."""
-        if self._enabled and self._client.should_upload_keys:
+        if self._trust is not None and self._client.should_upload_keys:
             log_refusal("upload keys", await call("upload keys", self._client.keys_upload()))
 
     async def maintain_keys(self) -> None:
         """Upload, query and claim keys and send to-device messages, as nio's own loop does."""
-        if not self._enabled:
+        if self._trust is None:
             return
         client = self._client
         try:
@@ -78,79 +145,44 @@ class Crypto:
             # Keys are maintained again after the next sync; the loop must go on.
             log.warning("key maintenance failed: %s", describe(error))
 
+    async def untrusted_sender(self, user_id: str, sender_key: str) -> str | None:
+        """Say why the policy does not trust the device with this Curve25519 key, else None."""
+        trust = self._trust
+        if trust is None or trust.policy == "all":
+            return None
+        store = self._client.device_store
+        device = store.device_from_sender_key(user_id, sender_key)
+        if device is None or not trust.judged(user_id):
+            # A device seen for the first time (its room key came before its keys were read).
+            self._client.olm.users_for_key_query.add(user_id)
+            try:
+                await self._query_keys()
+            except (HomeserverUnavailable, RateLimited) as error:
+                return f"its keys could not be read ({error})"
+            device = store.device_from_sender_key(user_id, sender_key)
+        if device is None:
+            return "its keys are not published"
+        why = trust.why_not(device)
+        return None if why is None else f"device {device.id}: {why}"
+
+    async def reset_trust(self, user_id: str) -> str | None:
+        """Forget the identity pinned for the user and read their keys again; return the pin."""
+        if self._trust is None:
+            return None
+        old = await self._trust.reset(user_id)
+        self._client.olm.users_for_key_query.add(user_id)
+        try:
+            await self._query_keys()
+        except (HomeserverUnavailable, RateLimited) as error:
+            # Read at the next sync's key maintenance instead.
+            log.warning("cannot read the keys of %s now: %s", user_id, error)
+        return old
+
     async def _query_keys(self) -> None:
         what = "query keys"
         response = await call(what, self._client.keys_query())
         if not isinstance(response, KeysQueryResponse):
             log_refusal(what, response)
             return
-        self._key_changes(response)
-        self._apply_trust(response.device_keys)
-
-    def _key_changes(self, response: KeysQueryResponse) -> None:
-        """Find devices whose identity key differs from the first one seen, which nio keeps."""
-        store = self._client.device_store
-        for user_id, devices in response.device_keys.items():
-            if not isinstance(devices, dict):
-                continue
-            for device_id, payload in devices.items():
-                known = store[user_id].get(device_id) if user_id in store.users else None
-                keys = payload.get("keys") if isinstance(payload, dict) else None
-                seen = keys.get(f"ed25519:{device_id}") if isinstance(keys, dict) else None
-                if known is None or seen is None or known.ed25519 == seen:
-                    continue
-                if self._trust == "all":
-                    log.warning(
-                        "device %s of %s has a new identity key; trusted (matrix.trust: all)",
-                        device_id,
-                        user_id,
-                    )
-                    self._replace_device(known, payload, seen)
-                elif not self._client.olm.is_device_blacklisted(known):
-                    log.warning(
-                        "device %s of %s changed its identity key (was %s, now %s): not "
-                        "trusted, it gets no room keys (matrix.trust: tofu)",
-                        device_id,
-                        user_id,
-                        known.ed25519,
-                        seen,
-                    )
-                    self._client.blacklist_device(known)
-                else:
-                    continue
-                # The current room keys went to the old key: later messages get new ones.
-                self._new_sessions_with(user_id)
-
-    def _replace_device(self, known: OlmDevice, payload: Mapping[str, Any], ed25519: str) -> None:
-        keys = payload["keys"]
-        curve = keys.get(f"curve25519:{known.id}")
-        if not isinstance(curve, str):
-            return
-        device = OlmDevice(
-            known.user_id, known.id, {"ed25519": ed25519, "curve25519": curve}, known.display_name
-        )
-        olm = self._client.olm
-        self._client.unverify_device(known)  # the trust store refuses two keys for one device
-        olm.device_store[known.user_id][known.id] = device
-        olm.store.save_device_keys({known.user_id: {known.id: device}})
-        self._client.verify_device(device)
-
-    def _new_sessions_with(self, user_id: str) -> None:
-        for room in self._client.rooms.values():
-            if room.encrypted and user_id in room.users:
-                self._client.invalidate_outbound_session(room.room_id)
-
-    def _apply_trust(self, users: Iterable[str]) -> None:
-        """Trust each member device seen for the first time, as matrix.trust says."""
-        client = self._client
-        for user_id in users:
-            for device in client.device_store.active_user_devices(user_id):
-                if device.verified or client.olm.is_device_blacklisted(device):
-                    continue
-                log.info(
-                    "trusting device %s of %s on first use (ed25519 %s)",
-                    device.id,
-                    user_id,
-                    device.ed25519,
-                )
-                client.verify_device(device)
+        if self._trust is not None:
+            await self._trust.keys_queried(response)

@@ -16,6 +16,8 @@ class Event:
     state_key: str | None
     content: Mapping[str, object]
     prev_membership: str | None  # from unsigned.prev_content, for m.room.member
+    # The Curve25519 key of the device that sent an event nio decrypted; None in clear.
+    sender_key: str | None = None
 
     @property
     def membership(self) -> str | None:
@@ -42,6 +44,7 @@ class Sync:
     joined: dict[str, JoinedRoom]
     invited: dict[str, str | None]  # room id → inviter
     left: dict[str, Event | None]  # room id → the bot's last membership event, if sent
+    to_device: tuple[object, ...] = ()  # nio's to-device events, for what nio leaves unread
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,9 @@ def read_event(obj: object) -> Event | None:
         state_key=text(source.get("state_key")),
         content=content if isinstance(content, dict) else {},
         prev_membership=text(previous.get("membership")) if isinstance(previous, dict) else None,
+        sender_key=text(getattr(obj, "sender_key", None))
+        if getattr(obj, "decrypted", False) is True
+        else None,
     )
 
 
@@ -163,7 +169,14 @@ def parse_sync(response: object, me: str) -> Sync:
         timeline = read_events(getattr(getattr(info, "timeline", None), "events", None))
         state = read_events(getattr(info, "state", None))
         left[room_id] = _own_membership((*state, *timeline), me)
-    return Sync(str(getattr(response, "next_batch", "")), joined, invited, left)
+    to_device = getattr(response, "to_device_events", None)
+    return Sync(
+        str(getattr(response, "next_batch", "")),
+        joined,
+        invited,
+        left,
+        tuple(to_device) if isinstance(to_device, list) else (),
+    )
 
 
 def creators_outrank(room_version: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .rooms import RoomStates
+from .view import CommandView
 
 
 class Answer(Protocol):
@@ -21,7 +21,7 @@ class CommandHandler(Protocol):
     """Runs one command; returns the answer to send, or None to stay silent."""
 
     async def __call__(
-        self, room: RoomStates, room_id: str, sender: str, event_id: str, body: str
+        self, room: CommandView, room_id: str, sender: str, event_id: str, body: str
     ) -> Answer | None: ...
 
 
@@ -40,6 +40,15 @@ class MatrixListener(Protocol):
     def new_token(self, token: str) -> None:
         """A log-in gave a new access token."""
 
+    def withheld_room_key(self) -> None:
+        """A member's device refused the bot a room key (`m.room_key.withheld`)."""
+
+    def untrusted_command(self) -> None:
+        """A command came from a device the trust policy does not trust: it was not run."""
+
+    def identity_replaced(self, warning: str) -> None:
+        """The bot's cross-signing identity was lost and made again; `warning` says so."""
+
 
 class QuietListener:
     """A listener that ignores everything."""
@@ -55,3 +64,12 @@ class QuietListener:
 
     def new_token(self, token: str) -> None:
         """Ignore a new token."""
+
+    def withheld_room_key(self) -> None:
+        """Ignore a withheld room key."""
+
+    def untrusted_command(self) -> None:
+        """Ignore a command left unrun."""
+
+    def identity_replaced(self, warning: str) -> None:
+        """Ignore a replaced identity."""

@@ -11,7 +11,13 @@ from typing import Final, TypeVar
 from nio import AsyncClient, LoginResponse, WhoamiResponse
 
 from ..config import MatrixConfig
-from ..errors import ConfigError, HomeserverUnavailable, RateLimited, SendError
+from ..errors import (
+    ConfigError,
+    CrossSigningError,
+    HomeserverUnavailable,
+    RateLimited,
+    SendError,
+)
 from ..store import Store
 from .crypto import Crypto
 from .events import text
@@ -127,6 +133,11 @@ class Session:
         except ConfigError as error:
             log.error("cannot log in again: %s", error)
             return False
+        try:
+            # A new device needs the identity's signature, or Element users stop hearing it.
+            await self._crypto.set_up()
+        except (ConfigError, CrossSigningError, SendError) as error:
+            log.error("logged in again, but cannot sign the device for cross-signing: %s", error)
         return True
 
     async def _has_crypto_store(self, device_id: str) -> bool:

@@ -20,6 +20,7 @@ from .protocols import MatrixListener
 from .requests import call, response_error
 from .session import BACKOFF_START, KEY_SYNC_TOKEN, SYNC_RETRY_MAX, Session, retrying
 from .timeline import Timeline
+from .withheld import RecentWithheld, log_withheld
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class SyncLoop:
         listener: MatrixListener,
         *,
         clock: Callable[[], float],
+        withheld: RecentWithheld,
     ) -> None:
         self._client = client
         self._store = store
@@ -73,6 +75,7 @@ class SyncLoop:
         self._answers = answers
         self._listener = listener
         self._clock = clock
+        self._withheld = withheld
         self._next_batch: str | None = None
         self.failing_since: float | None = None  # first failed sync of a run of failures
         self.last_ok: float | None = None  # epoch of the last processed sync, for health
@@ -101,6 +104,7 @@ class SyncLoop:
             sync = await retrying(
                 "first sync", lambda: self._sync(None, timeout_ms=0, timeline_limit=1)
             )
+        self._read_withheld(sync)
         await self._timeline.process(sync, commands=resumed, invites=False)
         await self._synced(sync)
         return sync.invited
@@ -131,6 +135,7 @@ class SyncLoop:
                 self._listener.reconnected()
             delay = 0.0
             self.failing_since = None
+            self._read_withheld(sync)
             await self._timeline.process(sync, commands=True)
             await self._synced(sync)
 
@@ -168,6 +173,13 @@ class SyncLoop:
         if since is None:
             return sync  # a first sync ever: history is skipped anyway
         return await self._fill_gaps(sync, since)
+
+    def _read_withheld(self, sync: Sync) -> None:
+        """Log and count the room keys refused to the bot, before the events they leave unread."""
+        # nio 0.26 has no class for m.room_key.withheld: it is one of its unknown to-device events.
+        for key in log_withheld(sync.to_device):
+            self._withheld.add(key)
+            self._listener.withheld_room_key()
 
     async def _fill_gaps(self, sync: Sync, since: str) -> Sync:
         """Read back the events a sync left out of cut-short timelines since `since`.

@@ -13,12 +13,15 @@ from nio import AsyncClient, LocalProtocolError, RoomSendResponse
 from ..config import MatrixConfig
 from ..errors import HomeserverUnavailable, StoreError
 from .answers import Answers, reply_content
+from .crypto import Crypto
 from .events import Event, JoinedRoom, Sync, is_own_join, text
 from .membership import Memberships
 from .protocols import CommandHandler, MatrixListener
 from .requests import describe, response_error, send_message
 from .rooms import RoomStates
 from .session import Session
+from .view import CommandView
+from .withheld import RecentWithheld
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +48,22 @@ class Timeline:
         config: MatrixConfig,
         session: Session,
         rooms: RoomStates,
+        crypto: Crypto,
         memberships: Memberships,
         answers: Answers,
         listener: MatrixListener,
         *,
         commands: CommandHandler | None,
         encryption_off_notice: str | None,
+        withheld: RecentWithheld,
     ) -> None:
         self._client = client
         self._config = config
         self._session = session
         self._rooms = rooms
+        self._crypto = crypto
+        self._view = CommandView(rooms, crypto)
+        self._withheld = withheld
         self._memberships = memberships
         self._answers = answers
         self._listener = listener
@@ -142,9 +150,24 @@ class Timeline:
         handler = self._commands
         if handler is None:
             return
+        if event.sender_key is not None:
+            # Encrypted: run only what a device the trust policy trusts sent, as Element shows.
+            why = await self._crypto.untrusted_sender(event.sender, event.sender_key)
+            if why is not None:
+                self._listener.untrusted_command()
+                log.warning(
+                    "not running command %r from %s in %s: its device is not trusted "
+                    "(matrix.trust: %s): %s",
+                    name,
+                    event.sender,
+                    room_id,
+                    self._crypto.policy,
+                    why,
+                )
+                return
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT):
-                answer = await handler(self._rooms, room_id, event.sender, event.event_id, body)
+                answer = await handler(self._view, room_id, event.sender, event.event_id, body)
         except TimeoutError:
             log.error(
                 "command %r in %s took over %.0f s; abandoned", name, room_id, COMMAND_TIMEOUT
@@ -169,12 +192,27 @@ class Timeline:
 
     def _undecryptable(self, room_id: str, event: Event) -> None:
         self._listener.undecryptable()
+        session = text(event.content.get("session_id"))
+        withheld = self._withheld.get(session)
+        if withheld is not None:
+            reason = f": {withheld.reason}" if withheld.reason else ""
+            log.warning(
+                "cannot decrypt %s from %s in %s (session %s): the sender withheld its room "
+                "key (%s%s)",
+                event.event_id,
+                event.sender,
+                room_id,
+                session,
+                withheld.code,
+                reason,
+            )
+            return
         log.warning(
             "cannot decrypt %s from %s in %s (session %s): no room key for it",
             event.event_id,
             event.sender,
             room_id,
-            text(event.content.get("session_id")) or "?",
+            session or "?",
         )
 
     async def _joined_encrypted(self, room_id: str, join: Event) -> None:
