@@ -47,7 +47,7 @@ async def subscribe_url(ctx: Context, text: str) -> Reply:
     try:
         url = check_url(text)
     except InvalidURL as error:
-        raise CommandError("error.invalid_url", reason=str(error)) from None
+        raise CommandError("error.invalid_url", reason=one_line(str(error), 300)) from None
     policy = ctx.sources
     sources = await ctx.store.room_sources(ctx.room_id)
     known = find_source(sources, url)
@@ -64,7 +64,8 @@ async def subscribe_url(ctx: Context, text: str) -> Reply:
     except TimeoutError:
         raise CommandError("error.site_too_slow", url=_url_shown(url)) from None
     if not found.feeds:
-        raise CommandError("error.no_feed", url=_url_shown(url), reason=found.reason)
+        reason = one_line(found.reason, 300)
+        raise CommandError("error.no_feed", url=_url_shown(url), reason=reason)
     main = found.feeds[0]
     source, added = await ctx.store.add_room_source(
         ctx.room_id,
