@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from bot.config import Region
+from bot.catalogue import Catalogue
+from bot.cli import EXIT_OK, main
+from bot.config import Organisation, Region
 from bot.model import Entry, Source
+from bot.opml import ROOM_SOURCES, OpmlOutline, read_opml, write_opml
 from bot.posting import Audience, target_rooms
 from bot.render import render_digest, render_entry, source_as_organisation
 from bot.store import FeedState, FoundSource, Store
@@ -172,3 +177,39 @@ def test_a_room_source_is_announced_by_its_title_alone() -> None:
     content = render_entry(entry("a"), organisation, Region("", ""), "fr")
     assert content["body"].splitlines()[0] == "Mon LUG"
     assert content["formatted_body"].startswith("<p><b>Mon LUG</b><br>")
+
+
+def test_opml_puts_room_sources_in_their_own_group_which_import_leaves_out() -> None:
+    catalogue = Catalogue(
+        {"france": Region("france", "France")},
+        {"april": Organisation("april", "April", "france", feeds=("https://april.example/rss",))},
+    )
+    exported = write_opml(
+        catalogue, room_sources=[OpmlOutline("Mon LUG", FEED, "https://lug.example/")]
+    )
+    body = ET.fromstring(exported).find("body")
+    assert body is not None
+    group = body.findall("outline")[-1]
+    assert group.get("text") == ROOM_SOURCES == "Room sources"
+    assert [(o.get("text"), o.get("xmlUrl"), o.get("htmlUrl")) for o in group] == [
+        ("Mon LUG", FEED, "https://lug.example/")
+    ]
+    assert [outline.xml_url for outline in read_opml(exported)] == ["https://april.example/rss"]
+
+
+async def test_export_opml_reads_room_sources_from_the_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        'matrix: {homeserver: "http://127.0.0.1:1", user_id: "@c:localhost", password: pw}\n'
+        "database: ./crieur.sqlite3\n"
+        "regions: {france: {name: France}}\n"
+        "organisations: {april: {name: April, region: france, feeds: [https://april.example/]}}\n",
+        "utf-8",
+    )
+    async with await Store.open(tmp_path / "crieur.sqlite3") as store:
+        await store.add_room_source(ROOM_A, FEED, found("a"), now=NOW, next_poll=NOW)
+    assert await asyncio.to_thread(main, ["export-opml", "-c", str(config)]) == EXIT_OK
+    exported = capsys.readouterr().out
+    assert f'<outline text="Mon LUG" title="Mon LUG" type="rss" xmlUrl="{FEED}"' in exported
