@@ -101,6 +101,10 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
             "Ce salon suit déjà {max} flux à lui, le maximum (rooms.max_own_feeds) ; "
             "désabonnez-en un d'abord."
         ),
+        "error.sources_off": (
+            "Ce Crieur ne permet pas aux salons d'ajouter leurs propres flux "
+            "(rooms.max_own_feeds vaut 0)."
+        ),
         "error.private_address": (
             "Refusé : {address} est une adresse privée ou locale, que Crieur ne consulte pas "
             "(polling.allow_private_networks). Rien n'a été ajouté."
@@ -234,6 +238,9 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "error.sources_full": (
             "This room already follows {max} feeds of its own, the most allowed "
             "(rooms.max_own_feeds); unsubscribe one first."
+        ),
+        "error.sources_off": (
+            "This Crieur does not let rooms add feeds of their own (rooms.max_own_feeds is 0)."
         ),
         "error.private_address": (
             "Refused: {address} is a private or local address, which Crieur does not fetch "

@@ -93,18 +93,6 @@ async def alice(matrix_client: ClientFactory) -> AsyncClient:
 
 
 @pytest.fixture
-async def moderator(matrix_client: ClientFactory) -> AsyncClient:
-    """Given power level 50 in the rooms that invite them."""
-    return await matrix_client("mod")
-
-
-@pytest.fixture
-async def bob(matrix_client: ClientFactory) -> AsyncClient:
-    """A plain member (power level 0)."""
-    return await matrix_client("bob")
-
-
-@pytest.fixture
 def site(feed_server: FeedServer) -> Site:
     return Site(feed_server)
 
@@ -137,8 +125,9 @@ async def test_a_room_subscribed_by_site_url_gets_the_next_new_item_once_named_b
 
 
 async def test_a_room_subscribed_by_feed_url_lists_it_and_a_member_may_not_add_one(
-    crieur: Crieur, alice: AsyncClient, bob: AsyncClient, site: Site
+    crieur: Crieur, alice: AsyncClient, matrix_client: ClientFactory, site: Site
 ) -> None:
+    bob = await matrix_client("bob")  # a plain member
     await crieur.start(accept_invites_from=[alice.user_id])
     room = await joined_room(crieur, alice, members=(bob,))
 
@@ -190,8 +179,9 @@ async def test_the_cap_refuses_one_feed_too_many_without_fetching_it(
 
 
 async def test_two_rooms_on_one_url_share_one_feed_polled_once(
-    crieur: Crieur, alice: AsyncClient, moderator: AsyncClient, site: Site
+    crieur: Crieur, alice: AsyncClient, matrix_client: ClientFactory, site: Site
 ) -> None:
+    moderator = await matrix_client("mod")  # power level 50 in the second room
     await crieur.start(accept_invites_from=[alice.user_id])
     first = await joined_room(crieur, alice)
     second = await joined_room(crieur, alice, moderators=(moderator,))

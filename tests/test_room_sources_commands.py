@@ -219,3 +219,14 @@ async def test_urls_and_names_do_not_mix_and_bad_urls_are_explained(
     answer = await room.ask(f"!subscribe {site.url('/nothing/')}")
     assert answer.startswith(f"No feed found at {site.url('/nothing/')}: ")
     assert await room.store.room_sources(ROOM) == []
+
+
+async def test_rooms_may_add_no_feed_when_the_allowance_is_zero(
+    store: Store, site: FeedServer
+) -> None:
+    closed = Room(store, PollingConfig(allow_private_networks=True), max_own_feeds=0)
+    answer = await closed.ask(f"!subscribe {site.url('/lug/')}")
+    assert answer == (
+        "This Crieur does not let rooms add feeds of their own (rooms.max_own_feeds is 0)."
+    )
+    assert site.received == []

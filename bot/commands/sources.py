@@ -53,7 +53,9 @@ async def subscribe_url(ctx: Context, text: str) -> Reply:
     known = find_source(sources, url)
     if known is not None:
         return _answer(ctx, "sources.already", known.feed)
-    if policy.finder is None or len(sources) >= policy.max_own_feeds:
+    if policy.finder is None or policy.max_own_feeds == 0:
+        raise CommandError("error.sources_off")
+    if len(sources) >= policy.max_own_feeds:
         raise CommandError("error.sources_full", max=policy.max_own_feeds)
     refused = await policy.finder.refused(url)
     if refused is not None:
