@@ -214,7 +214,8 @@ async def fetch_once(
         )
         timing = PollTiming(config.organisations, config.polling)
         pipeline = Pipeline(store, fetcher, config.organisations, config.polling, timing=timing)
-        feeds = await store.feeds(organisations)
+        # Organisations' feeds only: the feeds rooms added are the running bot's business.
+        feeds = [feed for feed in await store.feeds(organisations) if not feed.room_source]
         return list(await asyncio.gather(*(pipeline.poll(feed) for feed in feeds)))
 
 

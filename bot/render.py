@@ -82,7 +82,8 @@ def render_digest(organisation: Organisation, count: int, language: Language) ->
 
 def source_as_organisation(source: Source) -> Organisation:
     """Return a room source as messages name it: its title, its site as its homepage."""
-    return Organisation("", source.title, "", url=source.site_url)
+    # A feed's title is the feed's say: one line, no direction controls, as entry titles.
+    return Organisation("", _clip(_one_line(source.title), 200), "", url=source.site_url)
 
 
 def content_size(content: Mapping[str, Any]) -> int:

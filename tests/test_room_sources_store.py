@@ -213,3 +213,9 @@ async def test_export_opml_reads_room_sources_from_the_database(
     assert await asyncio.to_thread(main, ["export-opml", "-c", str(config)]) == EXIT_OK
     exported = capsys.readouterr().out
     assert f'<outline text="Mon LUG" title="Mon LUG" type="rss" xmlUrl="{FEED}"' in exported
+
+
+def test_a_feeds_title_cannot_turn_the_message_around() -> None:
+    organisation = source_as_organisation(Source("LUG\u202e\n" + "x" * 300, None))
+    assert "\u202e" not in organisation.name and "\n" not in organisation.name
+    assert len(organisation.name) <= 201
