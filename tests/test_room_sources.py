@@ -252,3 +252,23 @@ async def test_a_restart_keeps_room_sources_and_posts_nothing_twice(
 async def wait_hits(server: FeedServer, path: str, count: int) -> None:
     """Wait until `path` has answered `count` requests in all."""
     await eventually(lambda: server.hits(path) >= count, what=f"{count} requests of {path}")
+
+
+async def test_an_upgraded_room_keeps_its_own_feeds(
+    crieur: Crieur, alice: AsyncClient, site: Site
+) -> None:
+    await crieur.start(accept_invites_from=[alice.user_id])
+    old = await joined_room(crieur, alice)
+    await crieur.command(alice, old, f"!subscribe {site.url()}")
+
+    # As an upgrading client does: the new room, the tombstone, then the invite.
+    new = await SynapseServer.create_room(alice)
+    await alice.room_put_state(old, "m.room.tombstone", {"body": "moved", "replacement_room": new})
+    await alice.room_invite(new, crieur.user_id)
+    await wait_for_membership(alice, new, crieur.user_id, "join")
+
+    async def moved() -> bool:
+        _, listed = await crieur.command(alice, new, "!subscriptions")
+        return str(content(listed)["body"]).endswith(f"Mon LUG ({site.url(FEED)})")
+
+    await crieur.guard(eventually(moved, what="the room's own feed in the new room", interval=1.5))
