@@ -10,11 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .catalogue import Catalogue
-from .commands import Commands
+from .commands import Commands, RoomSourcesPolicy
 from .config import Config
 from .dispatcher import DeliveryRenderer, Dispatcher, DispatcherSignals
 from .errors import StoreError
 from .fetcher import Fetcher
+from .finder import SiteFinder
 from .health import HealthProbe, serve
 from .i18n import t
 from .logs import RedactSecrets
@@ -56,6 +57,11 @@ async def run_bot(
             prefix=config.matrix.command_prefix,
             admins=config.matrix.admins,
             manage_power_level=config.matrix.manage_power_level,
+            sources=RoomSourcesPolicy(
+                SiteFinder(config.polling),
+                max_own_feeds=config.rooms.max_own_feeds,
+                interval=config.polling.interval,
+            ),
         )
         bot = MatrixBot(
             config.matrix,

@@ -18,7 +18,7 @@ from .discovery import Discovery, discover
 from .errors import ConfigError, CrieurError, OpmlError
 from .fetcher import Fetcher
 from .logs import RedactSecrets, setup_logging
-from .opml import opml_to_yaml, read_opml, write_opml
+from .opml import OpmlOutline, opml_to_yaml, read_opml, write_opml
 from .pipeline import Pipeline, PollOutcome
 from .scheduler import PollTiming
 from .store import Store
@@ -214,7 +214,8 @@ async def fetch_once(
         )
         timing = PollTiming(config.organisations, config.polling)
         pipeline = Pipeline(store, fetcher, config.organisations, config.polling, timing=timing)
-        feeds = await store.feeds(organisations)
+        # Organisations' feeds only: the feeds rooms added are the running bot's business.
+        feeds = [feed for feed in await store.feeds(organisations) if not feed.room_source]
         return list(await asyncio.gather(*(pipeline.poll(feed) for feed in feeds)))
 
 
@@ -280,10 +281,20 @@ def cmd_import_opml(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_export_opml(args: argparse.Namespace, out: TextIO) -> int:
-    """Print the configured organisations as OPML."""
+    """Print the configured organisations, and the feeds rooms added, as OPML."""
     config = read_config(args)
-    out.write(write_opml(Catalogue.from_config(config)).decode())
+    sources = asyncio.run(room_source_outlines(config))
+    out.write(write_opml(Catalogue.from_config(config), room_sources=sources).decode())
     return EXIT_OK
+
+
+async def room_source_outlines(config: Config) -> list[OpmlOutline]:
+    """Return the feeds rooms added themselves, read from a copy of the database."""
+    async with await Store.open_copy(config.database) as store:
+        return [
+            OpmlOutline(feed.name, feed.url, feed.site_url)
+            for feed, _ in await store.room_source_feeds()
+        ]
 
 
 def cmd_discover(args: argparse.Namespace, out: TextIO) -> int:

@@ -20,14 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from typing import Final
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from .errors import FetchError, InvalidURL, ParseError
 from .fetcher import Fetcher, RequestBudget
-from .model import FetchResult
+from .model import Entry, FetchResult
 from .parser import MAX_FEED_TITLE, parse_feed, plain_title
 
 __all__ = [
@@ -81,6 +81,10 @@ class FoundFeed:
 
     url: str  # where to poll it: as linked or tried, or where a permanent redirect led
     title: str  # plain text, at most MAX_FEED_TITLE characters, never empty
+    # What that fetch read: a room adding the feed records them as seen, so that only what
+    # the feed publishes afterwards is posted.
+    entries: tuple[Entry, ...] = field(default=(), compare=False, repr=False)
+    site_url: str | None = field(default=None, compare=False)  # the feed's own site link
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +274,7 @@ def _read_feed(body: bytes, url: str, fallback_title: str) -> FoundFeed:
     """Parse a fetched body as a feed (in a thread); raise ParseError if it is none."""
     parsed = parse_feed(body, feed_url=url)
     title = parsed.title or fallback_title or (urlsplit(url).hostname or url)
-    return FoundFeed(url, title)
+    return FoundFeed(url, title, tuple(parsed.entries), parsed.link)
 
 
 def _read_page(result: FetchResult, url: str) -> _Page:
@@ -319,7 +323,7 @@ class _Search:
             if page.feed is not None:
                 # Polled where it was asked for, unless it moved for good.
                 feed_url = result.permanent_url or self._start
-                return self._done((FoundFeed(feed_url, page.feed.title),))
+                return self._done((replace(page.feed, url=feed_url),))
             links = page.links
             said = self._page_said(page)
         feeds: list[FoundFeed] = []

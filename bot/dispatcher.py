@@ -13,7 +13,7 @@ from .catalogue import Catalogue
 from .config import Language, Organisation, Region
 from .errors import HomeserverUnavailable, RateLimited, RoomUnavailable, SendError
 from .model import Delivery
-from .render import render_digest, render_entry
+from .render import render_digest, render_entry, source_as_organisation
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,10 @@ class DeliveryRenderer:
 
     def __call__(self, delivery: Delivery) -> dict[str, Any]:
         organisation = self._catalogue.find_organisation(delivery.organisation)
-        if organisation is None:
+        if delivery.source is not None:
+            organisation = source_as_organisation(delivery.source)
+            region = Region("", "")
+        elif organisation is None:
             # Removed from the configuration after the entry was queued: still deliver it.
             organisation = Organisation(delivery.organisation, delivery.organisation, "")
             region = Region("", "")

@@ -43,19 +43,24 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
         "help.help": "affiche cette aide",
         "help.orgs": "liste les organisations, filtrées par région ou par texte",
         "help.regions": "liste les régions et leur nombre d'organisations",
-        "help.subscribe": "abonne ce salon à des organisations ou à des régions",
+        "help.subscribe": (
+            "abonne ce salon à des organisations, à des régions, ou au flux d'un site (URL)"
+        ),
         "help.unsubscribe": (
             "désabonne ce salon ; une organisation d'une région suivie est mise en sourdine"
         ),
         "help.subscriptions": "montre ce que ce salon reçoit",
-        "help.latest": "montre les N derniers articles d'une organisation ou d'une région",
+        "help.latest": (
+            "montre les N derniers articles d'une organisation, d'une région ou d'un flux "
+            "ajouté par ce salon"
+        ),
         "help.status": "montre l'état des flux que reçoit ce salon",
         "help.trust": "reconnaît la nouvelle identité de chiffrement d'une personne",
         "help.admins_only": "(administrateurs de Crieur)",
         "usage.trust": "reset @personne:serveur",
         "usage.orgs": "[RÉGION ou TEXTE]",
-        "usage.subscribe": "NOM …",
-        "usage.unsubscribe": "NOM …",
+        "usage.subscribe": "NOM … ou URL",
+        "usage.unsubscribe": "NOM … ou URL",
         "usage.latest": "NOM [N]",
         # Errors a person can fix.
         "error.unknown_command": (
@@ -86,11 +91,37 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
             "« {region} », mais sans ses articles."
         ),
         "unsubscribe.not_subscribed": "Ce salon ne suit pas « {name} ».",
+        # !subscribe URL and !unsubscribe URL: a room's own feeds.
+        "sources.added": (
+            "Ce salon suit désormais « {title} » ({url}) : son prochain nouvel article sera "
+            "publié ici."
+        ),
+        "sources.others": "Autres flux trouvés sur ce site : {feeds}.",
+        "sources.already": "Ce salon suit déjà « {title} » ({url}).",
+        "sources.removed": "Ce salon ne suit plus « {title} » ({url}).",
+        "error.invalid_url": "Adresse invalide : {reason}.",
+        "error.one_url": "Une seule adresse à la fois, sans autre nom.",
+        "error.sources_full": (
+            "Ce salon suit déjà {max} flux à lui, le maximum (rooms.max_own_feeds) ; "
+            "désabonnez-en un d'abord."
+        ),
+        "error.sources_off": (
+            "Ce Crieur ne permet pas aux salons d'ajouter leurs propres flux "
+            "(rooms.max_own_feeds vaut 0)."
+        ),
+        "error.private_address": (
+            "Refusé : {address} est une adresse privée ou locale, que Crieur ne consulte pas "
+            "(polling.allow_private_networks). Rien n'a été ajouté."
+        ),
+        "error.site_too_slow": "{url} met trop de temps à répondre ; réessayez plus tard.",
+        "error.no_feed": "Aucun flux trouvé à {url} : {reason}.",
+        "error.source_not_followed": "Ce salon ne suit aucun flux à l'adresse {url}.",
         # !subscriptions.
         "subscriptions.header": "Ce salon reçoit :",
         "subscriptions.regions": "Régions : {names}",
         "subscriptions.organisations": "Organisations : {names}",
         "subscriptions.muted": "En sourdine : {names}",
+        "subscriptions.sources": "Flux ajoutés par ce salon : {names}",
         "subscriptions.none": "Ce salon ne suit encore rien. Un modérateur peut taper {command}.",
         # !orgs and !regions.
         "orgs.header": "Organisations ({count}) :",
@@ -188,19 +219,21 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "help.help": "show this help",
         "help.orgs": "list organisations, filtered by region or text",
         "help.regions": "list regions with their number of organisations",
-        "help.subscribe": "make this room follow organisations or regions",
+        "help.subscribe": "make this room follow organisations, regions, or a site's feed (URL)",
         "help.unsubscribe": (
             "stop following; an organisation inside a followed region is muted instead"
         ),
         "help.subscriptions": "show what this room receives",
-        "help.latest": "show the N latest posts of an organisation or a region",
+        "help.latest": (
+            "show the N latest posts of an organisation, a region or a feed this room added"
+        ),
         "help.status": "show the health of the feeds this room receives",
         "help.trust": "trust a person's new encryption identity",
         "help.admins_only": "(Crieur's admins)",
         "usage.trust": "reset @person:server",
         "usage.orgs": "[REGION or TEXT]",
-        "usage.subscribe": "NAME …",
-        "usage.unsubscribe": "NAME …",
+        "usage.subscribe": "NAME … or URL",
+        "usage.unsubscribe": "NAME … or URL",
         "usage.latest": "NAME [N]",
         "error.unknown_command": "Unknown command “{command}”. Did you mean {suggestions}?",
         "error.unknown_name": "Unknown name “{name}”. Did you mean {suggestions}?",
@@ -226,10 +259,33 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
             "but without its posts."
         ),
         "unsubscribe.not_subscribed": "This room doesn't follow “{name}”.",
+        "sources.added": (
+            "This room now follows “{title}” ({url}): its next new post will be posted here."
+        ),
+        "sources.others": "Other feeds found on that site: {feeds}.",
+        "sources.already": "This room already follows “{title}” ({url}).",
+        "sources.removed": "This room no longer follows “{title}” ({url}).",
+        "error.invalid_url": "Invalid address: {reason}.",
+        "error.one_url": "One address at a time, without other names.",
+        "error.sources_full": (
+            "This room already follows {max} feeds of its own, the most allowed "
+            "(rooms.max_own_feeds); unsubscribe one first."
+        ),
+        "error.sources_off": (
+            "This Crieur does not let rooms add feeds of their own (rooms.max_own_feeds is 0)."
+        ),
+        "error.private_address": (
+            "Refused: {address} is a private or local address, which Crieur does not fetch "
+            "(polling.allow_private_networks). Nothing was added."
+        ),
+        "error.site_too_slow": "{url} takes too long to answer; try again later.",
+        "error.no_feed": "No feed found at {url}: {reason}.",
+        "error.source_not_followed": "This room follows no feed at {url}.",
         "subscriptions.header": "This room receives:",
         "subscriptions.regions": "Regions: {names}",
         "subscriptions.organisations": "Organisations: {names}",
         "subscriptions.muted": "Muted: {names}",
+        "subscriptions.sources": "Feeds this room added: {names}",
         "subscriptions.none": "This room follows nothing yet. A moderator can type {command}.",
         "orgs.header": "Organisations ({count}):",
         "orgs.header_filtered": "Organisations matching “{filter}” ({count}):",

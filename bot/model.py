@@ -32,6 +32,14 @@ class FetchResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Source:
+    """A feed a room added itself, as its messages name it."""
+
+    title: str  # the feed's own title, else its URL
+    site_url: str | None  # what its "… and N more" line links to
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """One outbox row: a message owed to a room (an entry, or a digest of skipped entries)."""
 
@@ -42,3 +50,4 @@ class Delivery:
     entry: Entry | None  # None for a digest row
     digest_count: int = 0  # for a digest row: how many entries it stands for
     attempts: int = 0
+    source: Source | None = None  # set for a room source's message: named by its title

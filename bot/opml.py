@@ -19,6 +19,9 @@ from .errors import OpmlError
 MAX_OPML_BYTES = 16 * 1024 * 1024
 
 
+ROOM_SOURCES = "Room sources"  # the group outline of the feeds rooms added themselves
+
+
 @dataclass(frozen=True, slots=True)
 class OpmlOutline:
     """One feed outline of an OPML file."""
@@ -39,7 +42,10 @@ class OrganisationEntry(TypedDict):
 
 
 def read_opml(data: bytes) -> list[OpmlOutline]:
-    """Return the feed outlines of an OPML document, folders flattened into categories."""
+    """Return the feed outlines of an OPML document, folders flattened into categories.
+
+    The "Room sources" group of an export is left out: those feeds are no organisations.
+    """
     if len(data) > MAX_OPML_BYTES:
         raise OpmlError(f"OPML file too large ({len(data)} bytes, at most {MAX_OPML_BYTES})")
     try:
@@ -84,6 +90,8 @@ def read_opml(data: bytes) -> list[OpmlOutline]:
                     category=_clean(attributes.get("category")) or folder,
                 )
             )
+        if not xml_url and folder is None and text == ROOM_SOURCES:
+            continue  # rooms' own feeds: rooms add them again with !subscribe URL
         child_folder = folder if xml_url else (text or folder)
         stack.extend((child, child_folder) for child in reversed(element))
     return outlines
@@ -94,10 +102,12 @@ def write_opml(
     regions: Mapping[str, Region] | None = None,
     *,
     title: str = "Crieur",
+    room_sources: Iterable[OpmlOutline] = (),
 ) -> bytes:
     """Return an OPML 2.0 document with one outline per feed, its category the region's name.
 
     `source` is a catalogue (its regions are used) or organisations with `regions` by slug.
+    The feeds rooms added themselves follow, in one group outline of their own.
     """
     if isinstance(source, Catalogue):
         organisations: Sequence[Organisation] = source.organisations
@@ -121,6 +131,19 @@ def write_opml(
                 attributes["htmlUrl"] = organisation.url
             attributes["category"] = region_names.get(organisation.region, organisation.region)
             ET.SubElement(body, "outline", attributes)
+    sources = list(room_sources)
+    if sources:
+        group = ET.SubElement(body, "outline", {"text": ROOM_SOURCES, "title": ROOM_SOURCES})
+        for outline in sources:
+            attributes = {
+                "text": outline.text,
+                "title": outline.text,
+                "type": "rss",
+                "xmlUrl": outline.xml_url,
+            }
+            if outline.html_url:
+                attributes["htmlUrl"] = outline.html_url
+            ET.SubElement(group, "outline", attributes)
     ET.indent(root)
     document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return document + b"\n"

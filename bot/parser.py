@@ -115,6 +115,7 @@ class ParsedFeed:
 
     title: str  # empty when the feed has none
     entries: list[Entry]
+    link: str | None = None  # the site the feed belongs to, as an absolute http(s) URL
 
 
 def parse(body: bytes, *, feed_url: str) -> list[Entry]:
@@ -123,7 +124,7 @@ def parse(body: bytes, *, feed_url: str) -> list[Entry]:
 
 
 def parse_feed(body: bytes, *, feed_url: str) -> ParsedFeed:
-    """Like `parse`, also giving the feed's own title."""
+    """Like `parse`, also giving the feed's own title and site."""
     if not body.strip():
         raise ParseError("the body is empty")
     # A stream, never bytes or str: feedparser treats those as a file name or a URL to open.
@@ -143,7 +144,9 @@ def parse_feed(body: bytes, *, feed_url: str) -> ParsedFeed:
     # that many rows to the database at each poll. Stable for real feeds, whose newest entries
     # stay the newest from one fetch to the next.
     entries = _disambiguate(_oldest_first(entries))[-MAX_ENTRIES:]
-    return ParsedFeed(plain_title(_title(result.get("feed") or {}), MAX_FEED_TITLE), entries)
+    channel = result.get("feed") or {}
+    title = plain_title(_title(channel), MAX_FEED_TITLE)
+    return ParsedFeed(title, entries, _link(channel, feed_url))
 
 
 def plain_title(text: str, limit: int) -> str:

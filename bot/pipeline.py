@@ -85,10 +85,13 @@ class Pipeline:
         return outcome
 
     async def _poll(self, feed: FeedState) -> PollOutcome:
-        organisation = self._organisations.get(feed.organisation)
-        if organisation is None:
-            # The configuration dropped it while a poll was queued.
-            return PollOutcome(feed, "error", error="organisation no longer configured")
+        region = ""  # a room source belongs to no organisation, hence to no region
+        if not feed.room_source:
+            organisation = self._organisations.get(feed.organisation)
+            if organisation is None:
+                # The configuration dropped it while a poll was queued.
+                return PollOutcome(feed, "error", error="organisation no longer configured")
+            region = organisation.region
         try:
             result = await self._fetcher.fetch(
                 feed.url, etag=feed.etag, last_modified=feed.last_modified
@@ -120,7 +123,7 @@ class Pipeline:
             return await self._failed(feed, str(error), None)
         record = await self._store.record_poll(
             feed,
-            organisation.region,
+            region,
             entries,
             now=now,
             next_poll=next_poll,
@@ -160,7 +163,7 @@ class Pipeline:
         log.warning(
             "feed %s (%s) failed %d time(s) in a row: %s; next try in %.0f s",
             feed.url,
-            feed.organisation,
+            feed.organisation or "room source",
             errors,
             message,
             next_poll - now,

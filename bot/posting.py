@@ -39,18 +39,24 @@ def plan_posting(
 
 @dataclass(frozen=True, slots=True)
 class Audience:
-    """The rooms that may hear of one organisation's entries, and those that may not."""
+    """The rooms that may hear of one feed's entries, and those that may not."""
 
-    region_followers: frozenset[str]
-    organisation_followers: frozenset[str]
-    muted: frozenset[str]  # rooms that muted the organisation
-    departed: frozenset[str]  # rooms the bot left
+    region_followers: frozenset[str] = frozenset()
+    organisation_followers: frozenset[str] = frozenset()
+    muted: frozenset[str] = frozenset()  # rooms that muted the organisation
+    departed: frozenset[str] = frozenset()  # rooms the bot left
+    source_followers: frozenset[str] = frozenset()  # rooms that added this feed themselves
 
 
 def target_rooms(audience: Audience) -> list[str]:
-    """Return the rooms an entry goes to, each once, in a stable order."""
+    """Return the rooms an entry goes to, each once, in a stable order.
+
+    A room that added the feed itself gets it even if it muted the feed's organisation: the
+    mute is about the catalogue's reasons, the room named this feed on purpose.
+    """
     following = audience.region_followers | audience.organisation_followers
-    return sorted(following - audience.muted - audience.departed)
+    chosen = (following - audience.muted) | audience.source_followers
+    return sorted(chosen - audience.departed)
 
 
 def transaction_id(room_id: str, feed_id: int, key: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Final
 from .config import Language, Organisation, Region
 from .i18n import format_date, plural_key, t, t_html
 from .links import web_link
-from .model import Entry
+from .model import Entry, Source
 from .sanitise import ELLIPSIS, cut_words, plain_text, sanitise_summary, text_as_html, truncate_html
 
 SUMMARY_BUDGET: Final = 500  # characters of summary text shown, cut on a word boundary
@@ -33,7 +33,10 @@ _BIDI_CONTROLS: Final = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x
 def render_entry(
     entry: Entry, organisation: Organisation, region: Region, language: Language
 ) -> dict[str, Any]:
-    """Return the `m.notice` content announcing `entry`, never above MAX_CONTENT_SIZE bytes."""
+    """Return the `m.notice` content announcing `entry`, never above MAX_CONTENT_SIZE bytes.
+
+    A region without a name (a room source's) leaves the organisation's name alone on its line.
+    """
     link = web_link(entry.link)
     summary = sanitise_summary(entry.summary_html, base_url=link)
     title = _one_line(entry.title) or t(language, "entry.untitled")
@@ -77,6 +80,12 @@ def render_digest(organisation: Organisation, count: int, language: Language) ->
     return _notice(body, formatted)
 
 
+def source_as_organisation(source: Source) -> Organisation:
+    """Return a room source as messages name it: its title, its site as its homepage."""
+    # A feed's title is the feed's say: one line, no direction controls, as entry titles.
+    return Organisation("", _clip(_one_line(source.title), 200), "", url=source.site_url)
+
+
 def content_size(content: Mapping[str, Any]) -> int:
     """Return the size in bytes of `content` as canonical JSON (sorted keys, compact, UTF-8)."""
     text = json.dumps(content, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
@@ -93,15 +102,17 @@ def _entry_content(
     summary: str,
     language: Language,
 ) -> dict[str, Any]:
-    source = f"{organisation} · {region}"
+    # A room source has no region: its title alone names it.
+    source = f"{organisation} · {region}" if region else organisation
     body_lines = [source, title]
     title_html = f"<b>{html.escape(title, quote=False)}</b>"
     if link is not None:
         body_lines.append(link)
         title_html = f'<a href="{html.escape(link)}">{title_html}</a>'
-    html_lines = [
-        f"<b>{html.escape(organisation, quote=False)}</b> · {html.escape(region, quote=False)}"
-    ]
+    source_html = f"<b>{html.escape(organisation, quote=False)}</b>"
+    if region:
+        source_html = f"{source_html} · {html.escape(region, quote=False)}"
+    html_lines = [source_html]
     html_lines.append(title_html)
     if entry.published is not None:
         date = format_date(entry.published, language)

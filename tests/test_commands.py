@@ -801,13 +801,15 @@ async def test_admin_status_of_many_failing_feeds_stays_readable_and_small(
 
 
 async def test_missing_argument_answers_with_the_usage(bot: Bot, store: Store) -> None:
-    assert await bot.ask("!subscribe") == "Missing argument. Usage: !subscribe NAME …"
+    assert await bot.ask("!subscribe") == "Missing argument. Usage: !subscribe NAME … or URL"
     assert await bot.ask("!latest   ") == "Missing argument. Usage: !latest NAME [N]"
 
 
 async def test_missing_argument_in_french(store: Store, catalogue: Catalogue) -> None:
     bot = Bot(store, catalogue, language="fr")
-    assert await bot.ask("!unsubscribe") == "Il manque un argument. Usage : !unsubscribe NOM …"
+    assert (
+        await bot.ask("!unsubscribe") == "Il manque un argument. Usage : !unsubscribe NOM … ou URL"
+    )
 
 
 @pytest.mark.parametrize(

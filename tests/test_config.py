@@ -92,7 +92,8 @@ def test_every_unverified_feed_of_the_example_is_marked_guessed() -> None:
         "https://framablog.org/feed/",
         "http://blog.mageia.org/fr/?feed=rss",
     }
-    feed_lines = [line for line in EXAMPLE.read_text().splitlines() if "feeds:" in line]
+    lines = EXAMPLE.read_text().splitlines()
+    feed_lines = [line for line in lines if line.strip().startswith("feeds:")]
     assert len(feed_lines) == 16
     for line in feed_lines:
         if not any(url in line for url in known):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..errors import CommandError
 from .builtin import build_registry
-from .context import MAX_ARGUMENT, Context, Reply, RoomView
+from .context import MAX_ARGUMENT, Context, FeedFinder, Reply, RoomSourcesPolicy, RoomView
 from .guard import BURST, MAX_BODY, RATE, Commands, RateLimiter
 from .names import resolve_names
 from .registry import Arguments, CommandSpec, Handler, Registry, Token, tokenise
@@ -24,10 +24,12 @@ __all__ = [
     "CommandSpec",
     "Commands",
     "Context",
+    "FeedFinder",
     "Handler",
     "RateLimiter",
     "Registry",
     "Reply",
+    "RoomSourcesPolicy",
     "RoomView",
     "Token",
     "build_registry",

@@ -12,10 +12,12 @@ from ..config import Organisation, Region
 from ..errors import CommandError
 from ..i18n import format_date, plural_key
 from ..links import web_link
+from ..model import Entry
 from .context import MAX_ARGUMENT, Context, Reply
 from .lines import Lines, escape, one_line, shown
 from .names import MAX_SPAN, unknown_name
 from .registry import Arguments, Token
+from .sources import latest_of_source
 
 MAX_LISTED: Final = 50  # lines of !orgs before "… and N more"
 LATEST_DEFAULT: Final = 3
@@ -72,20 +74,31 @@ async def regions_command(ctx: Context, args: Arguments) -> Reply:
 
 
 async def latest_command(ctx: Context, args: Arguments) -> Reply:
-    """Show the N latest posts of an organisation, or of a region's organisations."""
+    """Show the N latest posts of an organisation, a region's organisations, or a room source."""
+    own = await latest_of_source(ctx, args.tokens, default=LATEST_DEFAULT, limit=LATEST_MAX)
+    if own is not None:
+        name, entries = own
+        return _latest_reply(ctx, name, [(name, entry) for entry in entries])
     item, count = _latest_arguments(ctx, args.tokens)
     if isinstance(item, Region):
         slugs = [organisation.slug for organisation in ctx.catalogue.organisations_in(item.slug)]
     else:
         slugs = [item.slug]
-    found = await ctx.store.latest_entries(slugs, count)
+    found = []
+    for slug, entry in await ctx.store.latest_entries(slugs, count):
+        organisation = ctx.catalogue.get_organisation(slug)
+        found.append((organisation.name if organisation is not None else slug, entry))
+    return _latest_reply(ctx, item.name, found)
+
+
+def _latest_reply(ctx: Context, name: str, found: Sequence[tuple[str, Entry]]) -> Reply:
+    """Answer `!latest`: a header, then one line per entry with the name of its source."""
     out = Lines(ctx.language)
     if not found:
-        out.add("latest.none", name=item.name)
+        out.add("latest.none", name=name)
         return out.reply()
-    out.add("latest.header", name=item.name)
-    for slug, entry in found:
-        organisation = ctx.catalogue.get_organisation(slug)
+    out.add("latest.header", name=name)
+    for source, entry in found:
         title = one_line(entry.title, 200) or ctx.t("entry.untitled")
         link = web_link(entry.link)
         date = (
@@ -96,7 +109,7 @@ async def latest_command(ctx: Context, args: Arguments) -> Reply:
         out.add(
             "latest.line",
             date=date,
-            organisation=organisation.name if organisation is not None else slug,
+            organisation=source,
             title=f"{title} — {link}" if link is not None else title,
             markup={
                 "title": (

@@ -7,6 +7,7 @@ from typing import Final, Protocol
 
 from ..catalogue import Catalogue
 from ..config import Language
+from ..discovery import Discovery
 from ..i18n import t
 from ..store import Store
 
@@ -45,6 +46,27 @@ class Reply:
     html: str | None = None
 
 
+class FeedFinder(Protocol):
+    """Finds the feed a room asks for (`!subscribe URL`)."""
+
+    async def refused(self, url: str) -> str | None:
+        """Return why the URL's address may not be fetched, else None."""
+        ...
+
+    async def find(self, url: str) -> Discovery:
+        """Return the feeds found at `url`; raise TimeoutError when the site is too slow."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSourcesPolicy:
+    """What rooms may add themselves, and how it is looked up and polled."""
+
+    finder: FeedFinder | None = None  # None: rooms cannot add feeds of their own
+    max_own_feeds: int = 20
+    interval: float = 1800.0  # seconds between polls, as polling.interval
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """What a handler may use: the room and sender, the bot's data, and the time."""
@@ -60,6 +82,7 @@ class Context:
     now: float
     encryption: tuple[bool, bool]  # (the bot encrypts, the room is encrypted)
     view: RoomView  # the Matrix side, for what a command asks of it
+    sources: RoomSourcesPolicy = RoomSourcesPolicy()
 
     def t(self, key: str, **params: object) -> str:
         """Return the message `key` in the configured language."""

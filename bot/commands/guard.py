@@ -21,7 +21,7 @@ from ..errors import CommandError
 from ..i18n import join_list, quote, t
 from ..store import Store
 from .builtin import build_registry
-from .context import MAX_ARGUMENT, Context, Reply, RoomView
+from .context import MAX_ARGUMENT, Context, Reply, RoomSourcesPolicy, RoomView
 from .lines import fit, shown
 from .registry import MAX_COMMAND_WORD, Arguments, Registry, tokenise, usage
 
@@ -121,6 +121,7 @@ class Commands:
         manage_power_level: int,
         clock: Callable[[], float] = time.time,
         registry: Registry | None = None,
+        sources: RoomSourcesPolicy | None = None,
     ) -> None:
         if not prefix or any(ch.isspace() for ch in prefix):
             raise ValueError("the command prefix must be non-empty text without spaces")
@@ -133,6 +134,7 @@ class Commands:
         self._clock = clock
         self._registry = registry if registry is not None else build_registry()
         self._limiter = RateLimiter()
+        self._sources = sources if sources is not None else RoomSourcesPolicy()
 
     async def __call__(
         self, room: RoomView, room_id: str, sender: str, event_id: str, body: str
@@ -231,6 +233,7 @@ class Commands:
             now=now,
             encryption=room.encryption(room_id),
             view=room,
+            sources=self._sources,
         )
 
     async def _may_manage(self, room: RoomView, context: Context) -> bool:

@@ -10,6 +10,7 @@ from ..store import FeedState
 from .context import Context, Reply
 from .lines import Lines, date_of, escape, one_line
 from .registry import Arguments
+from .sources import title_of
 from .subscriptions import received_organisations
 from .trust import short_key
 
@@ -28,6 +29,9 @@ async def status_command(ctx: Context, args: Arguments) -> Reply:
         detail_healthy = False
     else:
         feeds = await ctx.store.feeds(await received_organisations(ctx))
+        known = {feed.id for feed in feeds}
+        own = [source.feed for source in await ctx.store.room_sources(ctx.room_id)]
+        feeds += [feed for feed in own if feed.id not in known]
         out.add("status.header")
         detail_healthy = len(feeds) <= MAX_HEALTHY_SHOWN
     if not feeds and not ctx.is_admin:
@@ -90,7 +94,10 @@ async def _delivery_lines(ctx: Context, out: Lines) -> None:
 
 def _feed_line(ctx: Context, out: Lines, feed: FeedState) -> None:
     organisation = ctx.catalogue.get_organisation(feed.organisation)
-    name = organisation.name if organisation is not None else feed.organisation
+    if feed.room_source:
+        name = title_of(feed)
+    else:
+        name = organisation.name if organisation is not None else feed.organisation
     details = [
         ctx.t("status.last_success", when=date_of(feed.last_success, ctx.language))
         if feed.last_success is not None

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from ..catalogue import normalise
 from ..config import Organisation, Region
+from ..errors import CommandError
 from ..i18n import join_list
 from .context import Context, Reply
 from .lines import Lines
 from .names import resolve_names
 from .registry import Arguments
+from .sources import is_url, source_names, subscribe_url, unsubscribe_source
 
 
 async def subscribe_command(ctx: Context, args: Arguments) -> Reply:
-    """Make the room follow organisations or regions; lift the mute of a named organisation."""
+    """Make the room follow organisations, regions, or a site's feed given by its URL."""
+    if any(is_url(token.text) for token in args.tokens):
+        if len(args.tokens) > 1:
+            raise CommandError("error.one_url")
+        return await subscribe_url(ctx, args.tokens[0].text)
     done: list[str] = []
     already: list[str] = []
     unmuted: list[str] = []
@@ -35,7 +41,13 @@ async def subscribe_command(ctx: Context, args: Arguments) -> Reply:
 
 
 async def unsubscribe_command(ctx: Context, args: Arguments) -> Reply:
-    """Stop following; an organisation of a region the room still follows is muted instead."""
+    """Stop following; an organisation of a region the room still follows is muted instead.
+
+    A room's own feed is named by its URL or its title.
+    """
+    own = await unsubscribe_source(ctx, args.text)
+    if own is not None:
+        return own
     items = resolve_names(ctx, args.tokens)
     subscriptions = await ctx.store.subscriptions(ctx.room_id)
     followed_regions = set(subscriptions.regions)
@@ -84,8 +96,9 @@ async def subscriptions_command(ctx: Context, args: Arguments) -> Reply:
         organisation = catalogue.get_organisation(slug)
         return organisation.name if organisation is not None else slug
 
+    own = source_names(ctx, await ctx.store.room_sources(ctx.room_id))
     out = Lines(ctx.language)
-    if not (subscriptions.regions or subscriptions.organisations or subscriptions.muted):
+    if not (subscriptions.regions or subscriptions.organisations or subscriptions.muted or own):
         out.add("subscriptions.none", command=ctx.command("subscribe"))
         return out.reply()
     out.add("subscriptions.header")
@@ -100,6 +113,8 @@ async def subscriptions_command(ctx: Context, args: Arguments) -> Reply:
     for key, names in sections:
         if names:
             out.add(key, names=join_list(ctx.language, sorted(names, key=normalise)))
+    if own:
+        out.add("subscriptions.sources", names=join_list(ctx.language, own))
     return out.reply()
 
 

@@ -14,6 +14,7 @@ from .validate import Problems, Reader, hint
 from .values import (
     LANGUAGES,
     MAX_CONCURRENCY,
+    MAX_OWN_FEEDS,
     MAX_POSTS_PER_POLL,
     Language,
     Trust,
@@ -60,6 +61,13 @@ class PollingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomsConfig:
+    """What a room may add of its own."""
+
+    max_own_feeds: int = 20  # feeds one room may follow with !subscribe URL
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConfig:
     """The optional health and metrics listener."""
 
@@ -99,11 +107,21 @@ class Config:
     regions: Mapping[str, Region] = field(default_factory=dict)
     organisations: Mapping[str, Organisation] = field(default_factory=dict)
     http: HttpConfig = HttpConfig()
+    rooms: RoomsConfig = RoomsConfig()
 
 
 # --- the schema -------------------------------------------------------------------------------
 
-_TOP_KEYS = ("matrix", "database", "language", "polling", "http", "regions", "organisations")
+_TOP_KEYS = (
+    "matrix",
+    "rooms",
+    "database",
+    "language",
+    "polling",
+    "http",
+    "regions",
+    "organisations",
+)
 _MATRIX_KEYS = (
     "homeserver",
     "user_id",
@@ -128,6 +146,7 @@ _POLLING_KEYS = (
     "allow_private_networks",
 )
 _HTTP_KEYS = ("listen", "unhealthy_after")
+_ROOMS_KEYS = ("max_own_feeds",)
 _REGION_KEYS = ("name", "rooms")
 _ORGANISATION_KEYS = ("name", "region", "url", "feeds", "interval")
 
@@ -138,6 +157,7 @@ def schema_keys() -> tuple[str, ...]:
         "matrix": _MATRIX_KEYS,
         "polling": _POLLING_KEYS,
         "http": _HTTP_KEYS,
+        "rooms": _ROOMS_KEYS,
         "regions": tuple(f"<slug>.{key}" for key in _REGION_KEYS),
         "organisations": tuple(f"<slug>.{key}" for key in _ORGANISATION_KEYS),
     }
@@ -197,6 +217,7 @@ def _parse(
             problems.add("language", f"unknown language {show(value)} (use fr or en)")
     polling = _parse_polling(top.get("polling"), problems)
     http = _parse_http(top.get("http"), problems)
+    rooms = _parse_rooms(top.get("rooms"), problems)
     regions = _parse_regions(top.get("regions"), problems)
     # A region with its own mistakes still counts as declared: one mistake, one problem.
     declared = {
@@ -206,7 +227,7 @@ def _parse(
 
     if len(problems.items) > count or matrix is None or database is None:
         return None
-    return Config(matrix, database, language, polling, regions, organisations, http)
+    return Config(matrix, database, language, polling, regions, organisations, http, rooms)
 
 
 def _parse_matrix(
@@ -317,6 +338,16 @@ def _parse_http(value: object, problems: Problems) -> HttpConfig:
     return HttpConfig(
         listen=read.optional("listen", check.listen, None),
         unhealthy_after=read.optional("unhealthy_after", check.duration, defaults.unhealthy_after),
+    )
+
+
+def _parse_rooms(value: object, problems: Problems) -> RoomsConfig:
+    defaults = RoomsConfig()
+    read = _optional_section(value, "rooms", _ROOMS_KEYS, problems)
+    return RoomsConfig(
+        max_own_feeds=read.optional(
+            "max_own_feeds", check.whole_number(0, MAX_OWN_FEEDS), defaults.max_own_feeds
+        ),
     )
 
 

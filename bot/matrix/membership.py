@@ -235,7 +235,8 @@ class Memberships:
         self._replacements[old] = new
         self._awaited_replacements.pop(new, None)
         subscriptions = await self._store.subscriptions(old)
-        if subscriptions.regions or subscriptions.organisations or subscriptions.muted:
+        followed = subscriptions.regions or subscriptions.organisations or subscriptions.muted
+        if followed or await self._store.room_sources(old):
             await self._store.move_room(old, new)
             log.info("%s was replaced by %s: its subscriptions moved there", old, new)
 

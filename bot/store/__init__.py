@@ -10,19 +10,22 @@ from .entries import Entries, PollRecord
 from .feeds import Feeds, FeedState
 from .outbox import Outbox
 from .rooms import FollowKind, Rooms, RoomState, Subscriptions
+from .sources import FoundSource, RoomSource, RoomSources
 
 __all__ = [
     "Database",
     "FeedState",
     "FollowKind",
+    "FoundSource",
     "PollRecord",
+    "RoomSource",
     "RoomState",
     "Store",
     "Subscriptions",
 ]
 
 
-class Store(Feeds, Entries, Rooms, Outbox, KeyValues):
+class Store(Feeds, Entries, Rooms, RoomSources, Outbox, KeyValues):
     """The bot's database: every repository's methods, over one shared connection."""
 
     # Each concern is its own class and can be used alone (Rooms(db)); the rest of the code is

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiosqlite
 
 from ..model import Entry
-from ..posting import plan_posting, target_rooms
+from ..posting import Audience, plan_posting, target_rooms
 from .database import Repository
 from .feeds import FeedState
 from .outbox import queue_deliveries
-from .rooms import audience
+from .rooms import audience, source_followers
 from .rows import entry_from_row, epoch
 
 _KEYS_PER_QUERY = 500  # SQLite builds may cap bound parameters at 999
@@ -30,9 +30,10 @@ class PollRecord:
     deliveries: int  # outbox rows added
 
 
-async def _insert_unseen(
+async def insert_unseen(
     conn: aiosqlite.Connection, feed_id: int, entries: Sequence[Entry], now: float
 ) -> list[Entry]:
+    """Record the entries a feed had not brought before, inside the caller's transaction."""
     seen: set[str] = set()
     keys = [entry.key for entry in entries]
     for start in range(0, len(keys), _KEYS_PER_QUERY):
@@ -67,6 +68,13 @@ async def _insert_unseen(
     return new
 
 
+async def _audience(conn: aiosqlite.Connection, feed: FeedState, region: str) -> Audience:
+    """Return who may hear of a feed's entries: its organisation's and its own followers."""
+    # A room source belongs to no organisation: only the rooms that added it hear of it.
+    heard = Audience() if feed.room_source else await audience(conn, feed.organisation, region)
+    return replace(heard, source_followers=await source_followers(conn, feed.id))
+
+
 class Entries(Repository):
     """The entries every feed brought, and the polls that recorded them."""
 
@@ -92,13 +100,13 @@ class Entries(Repository):
             ) as cursor:
                 row = await cursor.fetchone()
             seeded = not (row and row[0])
-            new_entries = await _insert_unseen(conn, feed.id, entries, now)
+            new_entries = await insert_unseen(conn, feed.id, entries, now)
             plan = plan_posting(
                 new_entries, now=now, max_age=max_age, max_posts=max_posts, seeded=seeded
             )
             deliveries = 0
             if plan.post or plan.digest:
-                rooms = target_rooms(await audience(conn, feed.organisation, region))
+                rooms = target_rooms(await _audience(conn, feed, region))
                 deliveries = await queue_deliveries(conn, feed, rooms, plan, now)
             await conn.execute(
                 """UPDATE feeds SET initialised = 1, error_count = 0, last_error = NULL,
@@ -139,3 +147,12 @@ class Entries(Repository):
             (*organisations, limit),
         )
         return [(row["organisation"], entry_from_row(row)) for row in rows]
+
+    async def latest_feed_entries(self, feed_id: int, limit: int) -> list[Entry]:
+        """Return the newest entries of one feed."""
+        rows = await self._db.fetchall(
+            """SELECT * FROM entries WHERE feed_id = ?
+               ORDER BY COALESCE(published, first_seen) DESC, id DESC LIMIT ?""",
+            (feed_id, limit),
+        )
+        return [entry_from_row(row) for row in rows]

@@ -35,9 +35,18 @@ class FeedState:
     last_attempt: float | None  # epoch seconds
     last_success: float | None
     next_poll: float
+    room_source: bool = False  # polled because rooms follow it, not because it is configured
+    title: str | None = None  # the feed's own title, shown for a room source
+    site_url: str | None = None  # the site a room source's digest links to
+
+    @property
+    def name(self) -> str:
+        """Return how people know a room source: its title, else its URL."""
+        return self.title or self.url
 
 
-def _feed(row: aiosqlite.Row) -> FeedState:
+def feed_from_row(row: aiosqlite.Row) -> FeedState:
+    """Return the feed of a row holding the feeds table's columns."""
     return FeedState(
         id=row["id"],
         organisation=row["organisation"],
@@ -52,6 +61,9 @@ def _feed(row: aiosqlite.Row) -> FeedState:
         last_attempt=row["last_attempt"],
         last_success=row["last_success"],
         next_poll=row["next_poll"],
+        room_source=bool(row["room_source"]),
+        title=row["title"],
+        site_url=row["site_url"],
     )
 
 
@@ -59,22 +71,34 @@ class Feeds(Repository):
     """The configured feeds and how their polls went."""
 
     async def sync_feeds(self, feeds: Iterable[tuple[str, str]]) -> None:
-        """Make the feed rows match the configuration's (organisation, url) pairs."""
+        """Make the feed rows match the configuration's (organisation, url) pairs.
+
+        Room sources are the rooms' own, not the configuration's: they stay as they are. A
+        configured URL that rooms already follow becomes the organisation's feed, still
+        reaching those rooms; a configured feed that rooms follow and the configuration drops
+        goes on as their room source.
+        """
         wanted = list(feeds)
         async with self._db.transaction() as conn:
-            await conn.execute("UPDATE feeds SET active = 0")
+            await conn.execute("UPDATE feeds SET active = 0 WHERE room_source = 0")
             for organisation, url in wanted:
                 await conn.execute(
                     """INSERT INTO feeds (organisation, config_url, url) VALUES (?, ?, ?)
                        ON CONFLICT (config_url)
-                       DO UPDATE SET organisation = excluded.organisation, active = 1""",
+                       DO UPDATE SET organisation = excluded.organisation, active = 1,
+                           room_source = 0""",
                     (organisation, url, url),
                 )
+            await conn.execute(
+                """UPDATE feeds SET room_source = 1, organisation = '', active = 1
+                   WHERE room_source = 0 AND active = 0
+                     AND id IN (SELECT feed_id FROM room_sources)"""
+            )
 
     async def feeds(self, organisations: Sequence[str] | None = None) -> list[FeedState]:
-        """Return the active feeds, of the given organisations if any."""
+        """Return the active feeds (room sources included), of the given organisations if any."""
         rows = await self._db.fetchall("SELECT * FROM feeds WHERE active = 1 ORDER BY id")
-        states = [_feed(row) for row in rows]
+        states = [feed_from_row(row) for row in rows]
         if organisations is None:
             return states
         wanted = set(organisations)
@@ -86,7 +110,7 @@ class Feeds(Repository):
             "SELECT * FROM feeds WHERE active = 1 AND next_poll <= ? ORDER BY next_poll, id",
             (now,),
         )
-        return [_feed(row) for row in rows]
+        return [feed_from_row(row) for row in rows]
 
     async def next_poll_time(self, after: float) -> float | None:
         """Return when the next active feed falls due, strictly after `after`."""

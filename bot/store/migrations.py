@@ -102,7 +102,31 @@ async def add_room_state(conn: aiosqlite.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Step, ...] = (create_base_tables, add_room_state)
+async def add_room_sources(conn: aiosqlite.Connection) -> None:
+    """Let rooms follow feeds of their own: the feed's title and site, and who follows it."""
+    await _execute_all(
+        conn,
+        [
+            # A room source's feed row: organisation '', room_source 1; its title is shown
+            # where an organisation's name would be, its site is what a digest links to.
+            "ALTER TABLE feeds ADD COLUMN room_source INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE feeds ADD COLUMN title TEXT",
+            "ALTER TABLE feeds ADD COLUMN site_url TEXT",
+            """CREATE TABLE room_sources (
+                room_id TEXT NOT NULL,
+                feed_id INTEGER NOT NULL REFERENCES feeds(id) ON DELETE CASCADE,
+                typed_url TEXT NOT NULL,
+                created REAL NOT NULL,
+                PRIMARY KEY (room_id, feed_id)
+            )""",
+            "CREATE INDEX room_sources_by_feed ON room_sources (feed_id)",
+            # Which feed a message comes from: a digest row has no entry to tell it.
+            "ALTER TABLE outbox ADD COLUMN feed_id INTEGER",
+        ],
+    )
+
+
+MIGRATIONS: tuple[Step, ...] = (create_base_tables, add_room_state, add_room_sources)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

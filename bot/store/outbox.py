@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-from ..model import Delivery
+from ..model import Delivery, Source
 from ..posting import PostingPlan, digest_key, transaction_id
 from .database import Repository
 from .feeds import FeedState
@@ -34,8 +34,8 @@ async def queue_deliveries(
     ]
     if entry_rows:
         cursor = await conn.executemany(
-            """INSERT INTO outbox (room_id, organisation, entry_id, txn_id, created)
-               SELECT ?, ?, id, ?, ? FROM entries WHERE feed_id = ? AND key = ?
+            """INSERT INTO outbox (room_id, organisation, entry_id, txn_id, created, feed_id)
+               SELECT ?, ?, id, ?, ?, feed_id FROM entries WHERE feed_id = ? AND key = ?
                ON CONFLICT (txn_id) DO NOTHING""",
             entry_rows,
         )
@@ -44,8 +44,8 @@ async def queue_deliveries(
     if plan.digest:
         key = digest_key(plan.digest)
         cursor = await conn.executemany(
-            """INSERT INTO outbox (room_id, organisation, digest_count, txn_id, created)
-               VALUES (?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING""",
+            """INSERT INTO outbox (room_id, organisation, digest_count, txn_id, created, feed_id)
+               VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING""",
             [
                 (
                     room_id,
@@ -53,6 +53,7 @@ async def queue_deliveries(
                     len(plan.digest),
                     transaction_id(room_id, feed.id, key),
                     now,
+                    feed.id,
                 )
                 for room_id in rooms
             ],
@@ -62,6 +63,13 @@ async def queue_deliveries(
     return added
 
 
+def _source(row: aiosqlite.Row) -> Source | None:
+    """Return the room source a row's message comes from; None for an organisation's."""
+    if row["organisation"] or row["source_url"] is None:
+        return None
+    return Source(row["source_title"] or row["source_url"], row["source_site"])
+
+
 class Outbox(Repository):
     """The messages owed to rooms and how their sending went."""
 
@@ -69,9 +77,11 @@ class Outbox(Repository):
         """Return due outbox rows of rooms in good standing, oldest first."""
         rows = await self._db.fetchall(
             """SELECT o.id AS outbox_id, o.room_id, o.txn_id, o.organisation, o.digest_count,
-                      o.attempts, e.key, e.title, e.link, e.published, e.summary_html
+                      o.attempts, e.key, e.title, e.link, e.published, e.summary_html,
+                      s.title AS source_title, s.url AS source_url, s.site_url AS source_site
                FROM outbox o
                LEFT JOIN entries e ON e.id = o.entry_id
+               LEFT JOIN feeds s ON s.id = o.feed_id
                LEFT JOIN rooms r ON r.room_id = o.room_id
                WHERE o.sent_at IS NULL AND o.next_try <= ?
                  AND r.paused_reason IS NULL AND r.left_at IS NULL
@@ -87,6 +97,7 @@ class Outbox(Repository):
                 entry=entry_from_row(row) if row["key"] is not None else None,
                 digest_count=row["digest_count"],
                 attempts=row["attempts"],
+                source=_source(row),
             )
             for row in rows
         ]

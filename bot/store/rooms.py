@@ -60,6 +60,14 @@ async def audience(conn: aiosqlite.Connection, organisation: str, region: str) -
     )
 
 
+async def source_followers(conn: aiosqlite.Connection, feed_id: int) -> frozenset[str]:
+    """Return, inside the caller's transaction, the rooms that added this feed themselves."""
+    async with conn.execute(
+        "SELECT room_id FROM room_sources WHERE feed_id = ?", (feed_id,)
+    ) as cursor:
+        return frozenset(row[0] for row in await cursor.fetchall())
+
+
 class Rooms(Repository):
     """What rooms follow and mute, and whether the bot may post to them."""
 
@@ -158,14 +166,16 @@ class Rooms(Repository):
             )
 
     async def followed_rooms(self) -> list[str]:
-        """Return every room that follows something."""
-        rows = await self._db.fetchall("SELECT DISTINCT room_id FROM follows ORDER BY room_id")
+        """Return every room that follows something (its own feeds included)."""
+        rows = await self._db.fetchall(
+            "SELECT room_id FROM follows UNION SELECT room_id FROM room_sources ORDER BY room_id"
+        )
         return [row["room_id"] for row in rows]
 
     async def move_room(self, old_room_id: str, new_room_id: str) -> None:
-        """Carry a room's follows, mutes and pending messages over to its replacement."""
+        """Carry a room's follows, mutes, own feeds and pending messages to its replacement."""
         async with self._db.transaction() as conn:
-            for table in ("follows", "mutes"):
+            for table in ("follows", "mutes", "room_sources"):
                 await conn.execute(
                     f"UPDATE OR IGNORE {table} SET room_id = ? WHERE room_id = ?",
                     (new_room_id, old_room_id),
