@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -194,6 +196,13 @@ async def test_two_rooms_on_one_url_share_one_feed_polled_once(
     start = site.server.hits(FEED)
     await asyncio.sleep(4.0)
     assert site.server.hits(FEED) - start <= 6
+    with closing(sqlite3.connect(f"file:{crieur.database}?mode=ro", uri=True)) as db:
+        feeds = db.execute("SELECT id FROM feeds WHERE url = ?", (site.url(FEED),)).fetchall()
+        assert len(feeds) == 1  # one source, whatever the number of rooms
+        (followers,) = db.execute(
+            "SELECT COUNT(*) FROM room_sources WHERE feed_id = ?", feeds[0]
+        ).fetchone()
+        assert followers == 2
     title = site.publish("Le LUG déménage")
     for room in (first, second):
         await crieur.wait_for_titles(alice, room, [title])
