@@ -21,6 +21,7 @@ from .i18n import format_date, plural_key, t, t_html
 from .links import web_link
 from .model import Entry
 from .sanitise import ELLIPSIS, cut_words, plain_text, sanitise_summary, text_as_html, truncate_html
+from .zones import Zone
 
 SUMMARY_BUDGET: Final = 500  # characters of summary text shown, cut on a word boundary
 TITLE_BUDGET: Final = 300  # characters; a longer title is cut on a word boundary
@@ -31,9 +32,12 @@ _BIDI_CONTROLS: Final = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x
 
 
 def render_entry(
-    entry: Entry, organisation: Organisation, region: Region, language: Language
+    entry: Entry, organisation: Organisation, region: Region, language: Language, *, zone: Zone
 ) -> dict[str, Any]:
-    """Return the `m.notice` content announcing `entry`, never above MAX_CONTENT_SIZE bytes."""
+    """Return the `m.notice` content announcing `entry`, never above MAX_CONTENT_SIZE bytes.
+
+    Its date is shown in `zone`, the zone of the organisation's region.
+    """
     link = web_link(entry.link)
     summary = sanitise_summary(entry.summary_html, base_url=link)
     title = _one_line(entry.title) or t(language, "entry.untitled")
@@ -46,6 +50,7 @@ def render_entry(
             entry=entry,
             summary=shrunk,
             language=language,
+            zone=zone,
         )
         if content_size(content) <= MAX_CONTENT_SIZE:
             return content
@@ -58,6 +63,7 @@ def render_entry(
         entry=entry,
         summary="",
         language=language,
+        zone=zone,
     )
 
 
@@ -92,6 +98,7 @@ def _entry_content(
     entry: Entry,
     summary: str,
     language: Language,
+    zone: Zone,
 ) -> dict[str, Any]:
     source = f"{organisation} · {region}"
     body_lines = [source, title]
@@ -104,7 +111,7 @@ def _entry_content(
     ]
     html_lines.append(title_html)
     if entry.published is not None:
-        date = format_date(entry.published, language)
+        date = format_date(entry.published, language, zone)
         body_lines.append(t(language, "entry.published", date=date))
         published = t_html(language, "entry.published", date=html.escape(date, quote=False))
         html_lines.append(f"<i>{published}</i>")

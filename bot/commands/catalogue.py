@@ -89,7 +89,7 @@ async def latest_command(ctx: Context, args: Arguments) -> Reply:
         title = one_line(entry.title, 200) or ctx.t("entry.untitled")
         link = web_link(entry.link)
         date = (
-            format_date(entry.published, ctx.language)
+            format_date(entry.published, ctx.language, ctx.catalogue.zone_of(organisation))
             if entry.published is not None
             else ctx.t("latest.undated")
         )
