@@ -22,6 +22,25 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
         "entry.published": "Publié le {date}",
         "entry.untitled": "(sans titre)",
         "date.zoned": "{date} (heure de {place}, {offset})",
+        "event.at": "{day}, {time}",
+        "event.from_to": "{start} – {end}",
+        "event.days": "du {first} au {last}",
+        "event.place": "Lieu : {place}",
+        "event.series": "{rule} — prochaine fois : {next}",
+        "event.changed": "Modifié : {title}",
+        "event.cancelled": "Annulé : {title}",
+        "event.untitled": "(événement sans titre)",
+        "rule.daily": "tous les jours",
+        "rule.daily_n": "tous les {n} jours",
+        "rule.weekly": "tous les {days}",
+        "rule.weekly_2": "un {days} sur deux",
+        "rule.weekly_n": "un {days} toutes les {n} semaines",
+        "rule.nth": "{nth} {day}",
+        "rule.monthly_nth": "le {days} du mois",
+        "rule.monthly_day": "le {days} de chaque mois",
+        "rule.every_n_months": "{rule}, tous les {n} mois",
+        "rule.yearly": "tous les ans",
+        "rule.irregular": "à intervalles réguliers",
         "digest.more.one": "… et {count} autre article publié par {organisation}",
         "digest.more.other": "… et {count} autres articles publiés par {organisation}",
         "bot.welcome": (
@@ -169,6 +188,25 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "entry.published": "Published on {date}",
         "entry.untitled": "(untitled)",
         "date.zoned": "{date} ({place} time, {offset})",
+        "event.at": "{day}, {time}",
+        "event.from_to": "{start} – {end}",
+        "event.days": "{first} – {last}",
+        "event.place": "Where: {place}",
+        "event.series": "{rule} — next: {next}",
+        "event.changed": "Changed: {title}",
+        "event.cancelled": "Cancelled: {title}",
+        "event.untitled": "(untitled event)",
+        "rule.daily": "every day",
+        "rule.daily_n": "every {n} days",
+        "rule.weekly": "every {days}",
+        "rule.weekly_2": "every other {days}",
+        "rule.weekly_n": "every {n} weeks on {days}",
+        "rule.nth": "{nth} {day}",
+        "rule.monthly_nth": "on the {days} of the month",
+        "rule.monthly_day": "on day {days} of each month",
+        "rule.every_n_months": "{rule}, every {n} months",
+        "rule.yearly": "every year",
+        "rule.irregular": "repeatedly",
         "digest.more.one": "… and {count} more post from {organisation}",
         "digest.more.other": "… and {count} more posts from {organisation}",
         "bot.welcome": (
@@ -335,6 +373,16 @@ _EN_MONTHS: Final = (
     "November",
     "December",
 )
+
+
+def weekday_name(language: Language, weekday: int) -> str:
+    """Return the name of a weekday (0 = Monday): `mardi`, `Tuesday`."""
+    return (_FR_WEEKDAYS if language == "fr" else _EN_WEEKDAYS)[weekday]
+
+
+def month_name(language: Language, month: int) -> str:
+    """Return the name of a month (1 = January): `février`, `February`."""
+    return (_FR_MONTHS if language == "fr" else _EN_MONTHS)[month - 1]
 
 
 def t(language: Language, key: str, **params: object) -> str:

@@ -40,10 +40,10 @@ def render_entry(
     """
     link = web_link(entry.link)
     summary = sanitise_summary(entry.summary_html, base_url=link)
-    title = _one_line(entry.title) or t(language, "entry.untitled")
-    for shrunk in _shrinking(summary):
+    title = one_line(entry.title) or t(language, "entry.untitled")
+    for shrunk in shrinking(summary):
         content = _entry_content(
-            title=_clip(title, TITLE_BUDGET),
+            title=clip(title, TITLE_BUDGET),
             link=link,
             organisation=organisation.name,
             region=region.name,
@@ -56,10 +56,10 @@ def render_entry(
             return content
     # Only absurd titles, links or names get here: clip everything to a size that always fits.
     return _entry_content(
-        title=_clip(title, 200),
+        title=clip(title, 200),
         link=link if link is not None and len(link) <= 2000 else None,
-        organisation=_clip(_one_line(organisation.name), 200),
-        region=_clip(_one_line(region.name), 200),
+        organisation=clip(one_line(organisation.name), 200),
+        region=clip(one_line(region.name), 200),
         entry=entry,
         summary="",
         language=language,
@@ -70,7 +70,7 @@ def render_entry(
 def render_digest(organisation: Organisation, count: int, language: Language) -> dict[str, Any]:
     """Return the one-line `m.notice` content standing for `count` entries not posted."""
     key = plural_key(language, "digest.more", count)
-    name = _clip(_one_line(organisation.name), 200)
+    name = clip(one_line(organisation.name), 200)
     url = web_link(organisation.url)
     if url is not None and len(url) > 2000:
         url = None
@@ -80,7 +80,7 @@ def render_digest(organisation: Organisation, count: int, language: Language) ->
         body = f"{body}\n{url}"
         name_html = f'<a href="{html.escape(url)}">{name_html}</a>'
     formatted = t_html(language, key, count=str(count), organisation=name_html)
-    return _notice(body, formatted)
+    return notice(body, formatted)
 
 
 def content_size(content: Mapping[str, Any]) -> int:
@@ -122,10 +122,10 @@ def _entry_content(
         if text:
             body = f"{body}\n\n{text}"
         formatted = f"{formatted}<blockquote>{summary}</blockquote>"
-    return _notice(body, formatted)
+    return notice(body, formatted)
 
 
-def _shrinking(summary: str) -> Iterator[str]:
+def shrinking(summary: str) -> Iterator[str]:
     """Yield ever smaller forms of a sanitised summary, lazily, ending with none at all."""
     first = truncate_html(summary, SUMMARY_BUDGET)
     yield first
@@ -135,7 +135,8 @@ def _shrinking(summary: str) -> Iterator[str]:
     yield ""
 
 
-def _notice(body: str, formatted_body: str) -> dict[str, Any]:
+def notice(body: str, formatted_body: str) -> dict[str, Any]:
+    """Return `m.notice` content with its plain and HTML bodies."""
     return {
         "msgtype": "m.notice",
         "body": body,
@@ -144,12 +145,14 @@ def _notice(body: str, formatted_body: str) -> dict[str, Any]:
     }
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """Return text on one line, without control nor bidirectional embedding characters."""
     printable = "".join(c if unicodedata.category(c) != "Cc" else " " for c in text)
     return " ".join(printable.translate(_BIDI_CONTROLS).split())
 
 
-def _clip(text: str, budget: int) -> str:
+def clip(text: str, budget: int) -> str:
+    """Return text cut on a word boundary to `budget` characters, with an ellipsis if cut."""
     if len(text) <= budget:
         return text
     return cut_words(text, budget, word_started=False) + ELLIPSIS
