@@ -9,8 +9,8 @@ Parsing is icalendar's, expanding recurrences recurring-ical-events'. What is de
 - Bounds: at most MAX_EVENTS events per calendar: the upcoming ones first, soonest first, then
   the most recently started; a series' next occurrence is looked for within HORIZON after
   `now`, stepping over at most MAX_STEPS occurrences still running, and only for series repeating
-  daily or less often (an hourly "event" is kept at its first start, not expanded), at most
-  MAX_SERIES series per calendar.
+  daily or less often (an hourly "event" is kept at its first start, not expanded), for the
+  first MAX_SERIES series of a calendar; a series without a next occurrence counts as past.
 """
 
 from __future__ import annotations
@@ -86,8 +86,9 @@ class Event:
 
 
 def parse(body: bytes, *, now: datetime, zone: str) -> list[Event]:
-    """Return the events of an iCalendar body, soonest first; raise ParseError if it is none.
+    """Return the events of an iCalendar body, by when they (next) take place.
 
+    Raise ParseError when the body is not a calendar, or none of its events can be read.
     `zone` (an IANA name) reads floating times when the calendar names no zone of its own.
     """
     calendar = _calendar(body)
@@ -110,25 +111,35 @@ def parse(body: bytes, *, now: datetime, zone: str) -> list[Event]:
             masters[event.key] = component
     if components and not events:
         raise ParseError("no readable event in the calendar")
-    kept = _bounded(events.values(), now)
-    series = [event for event in kept if event.rule is not None]
-    expanded = {event.key: event for event in series[:MAX_SERIES]}
-    result = []
-    for event in kept:
-        if event.key in expanded and event.rule is not None:
-            overrides = [c for c in components if _uid(c) == event.key and "RECURRENCE-ID" in c]
-            nxt = _next_start(masters.get(event.key), overrides, event.rule, now, floating)
-            event = replace(event, next_start=nxt)
-        result.append(event)
-    return sorted(result, key=lambda event: (_instant(event.start, floating), event.key))
+    overrides: dict[str, list[Any]] = {}
+    for component in components:
+        if "RECURRENCE-ID" in component:
+            overrides.setdefault(_uid(component), []).append(component)
+    expandable = set(list(masters)[:MAX_SERIES])  # the first series of the document
+    found = list(events.values())
+    for index, event in enumerate(found):
+        if event.rule is not None and event.key in expandable:
+            upcoming = _next_start(
+                masters[event.key], overrides.get(event.key, []), event.rule, now, floating
+            )
+            found[index] = replace(event, next_start=upcoming)
+    kept = _bounded(found, now, floating)
+    return sorted(kept, key=lambda event: (_instant(_when_next(event), floating), event.key))
 
 
-def is_past(event: Event, now: datetime, zone: str = "UTC") -> bool:
-    """Tell whether an event has started (a series: whether it has no occurrence left)."""
-    when = event.next_start if event.rule is not None else event.start
-    if when is None:
+def is_past(event: Event, now: datetime, *, zone: str) -> bool:
+    """Tell whether an event has started (a series: whether it has no occurrence left).
+
+    An all-day event starts at midnight in `zone` (an IANA name, the region's).
+    """
+    if event.rule is not None and event.next_start is None:
         return True
-    return _instant(when, _zone(zone) or UTC) <= now
+    return _instant(_when_next(event), _zone(zone) or UTC) <= now
+
+
+def _when_next(event: Event) -> When:
+    """Return when an event next takes place: a series' next occurrence, else its start."""
+    return event.next_start if event.next_start is not None else event.start
 
 
 def _calendar(body: bytes) -> icalendar.Calendar:
@@ -354,17 +365,16 @@ def _next_start(
     return None
 
 
-def _bounded(events: Iterable[Event], now: datetime) -> list[Event]:
-    """Keep at most MAX_EVENTS: upcoming ones (series included) soonest first, then the latest."""
-    ranked = sorted(events, key=lambda event: _rank(event, now))
+def _bounded(events: Iterable[Event], now: datetime, floating: tzinfo) -> list[Event]:
+    """Keep at most MAX_EVENTS: upcoming ones soonest first, then the latest started."""
+    ranked = sorted(events, key=lambda event: _rank(event, now, floating))
     return ranked[:MAX_EVENTS]
 
 
-def _rank(event: Event, now: datetime) -> tuple[int, float, str]:
-    start = _instant(event.start, UTC).timestamp()
-    upcoming = start > now.timestamp() or event.rule is not None
+def _rank(event: Event, now: datetime, floating: tzinfo) -> tuple[int, float, str]:
+    start = _instant(_when_next(event), floating).timestamp()
     # Upcoming first by closeness; past ones after, the most recently started first.
-    return (0, start, event.key) if upcoming else (1, -start, event.key)
+    return (0, start, event.key) if start > now.timestamp() else (1, -start, event.key)
 
 
 def _instant(when: When, zone: tzinfo) -> datetime:

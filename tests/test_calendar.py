@@ -211,13 +211,14 @@ def test_a_cancelled_occurrence_is_not_the_next_one() -> None:
         now=NOW,
         zone="Europe/Paris",
     )
-    assert events[0].next_start == datetime(2026, 2, 10, 18, tzinfo=UTC)
+    series = next(event for event in events if event.key == "s")
+    assert series.next_start == datetime(2026, 2, 10, 18, tzinfo=UTC)
 
 
 def test_a_finished_series_has_no_next_occurrence_and_is_past() -> None:
     event = parse_one(calendar(vevent("s", "20250106T180000Z", "RRULE:FREQ=WEEKLY;COUNT=3")))
     assert event.next_start is None
-    assert is_past(event, NOW)
+    assert is_past(event, NOW, zone="Europe/Paris")
 
 
 def test_a_series_whose_next_occurrence_is_beyond_the_horizon_has_none() -> None:
@@ -243,8 +244,8 @@ def test_a_daily_series_from_long_ago_is_expanded_quickly() -> None:
 
 def test_a_single_event_is_past_once_started() -> None:
     event = parse_one(calendar(vevent("a", "20260131T230000Z")))
-    assert is_past(event, NOW)
-    assert not is_past(event, NOW - timedelta(hours=2))
+    assert is_past(event, NOW, zone="Europe/Paris")
+    assert not is_past(event, NOW - timedelta(hours=2), zone="Europe/Paris")
 
 
 def test_a_huge_calendar_keeps_the_2000_soonest_upcoming_events() -> None:
@@ -271,3 +272,23 @@ def test_a_huge_calendar_fills_up_with_the_latest_past_events() -> None:
     assert len(events) == MAX_EVENTS
     assert events[-1].key == "f" and events[-2].key == "p0"
     assert "p2099" not in {event.key for event in events}
+
+
+def test_an_all_day_event_starts_at_midnight_in_the_regions_zone() -> None:
+    event = parse_one(calendar(vevent("a", "20260201")))
+    # Midnight in Saint-Denis (UTC+4) is 20:00 UTC the day before; in Cayenne, 03:00 UTC.
+    assert is_past(event, NOW, zone="Indian/Reunion")
+    assert not is_past(event, NOW, zone="America/Cayenne")
+
+
+def test_a_series_counts_as_upcoming_and_is_ordered_by_its_next_occurrence() -> None:
+    events = parse(
+        calendar(
+            vevent("single", "20260203T100000Z"),
+            vevent("series", "20200101T090000Z", "RRULE:FREQ=WEEKLY;BYDAY=MO"),
+        ),
+        now=NOW,
+        zone="Europe/Paris",
+    )
+    assert [event.key for event in events] == ["series", "single"]  # Monday 2 February first
+    assert not is_past(events[0], NOW, zone="Europe/Paris")
