@@ -115,7 +115,12 @@ def _entry_content(
         body_lines.append(t(language, "entry.published", date=date))
         published = t_html(language, "entry.published", date=html.escape(date, quote=False))
         html_lines.append(f"<i>{published}</i>")
-    body = "\n".join(body_lines)
+    return message(body_lines, html_lines, summary)
+
+
+def message(lines: list[str], html_lines: list[str], summary: str) -> dict[str, Any]:
+    """Return a notice of lines (plain, and safe HTML) followed by a sanitised summary."""
+    body = "\n".join(lines)
     formatted = "<p>" + "<br>".join(html_lines) + "</p>"
     if summary:
         text = plain_text(summary)

@@ -19,8 +19,16 @@ from .config import Language
 from .event_words import event_when, rule_words, span
 from .i18n import t
 from .links import web_link
-from .render import MAX_CONTENT_SIZE, TITLE_BUDGET, clip, content_size, notice, one_line, shrinking
-from .sanitise import plain_text, sanitise_summary
+from .render import (
+    MAX_CONTENT_SIZE,
+    TITLE_BUDGET,
+    clip,
+    content_size,
+    message,
+    one_line,
+    shrinking,
+)
+from .sanitise import sanitise_summary
 from .zones import Zone
 
 Change = Literal["new", "changed", "cancelled"]
@@ -85,14 +93,7 @@ def _content(
     for line, emphasised in _details(event, language, zone):
         plain.append(line)
         marked.append(f"<i>{_escape(line)}</i>" if emphasised else _escape(line))
-    body = "\n".join(plain)
-    formatted = "<p>" + "<br>".join(marked) + "</p>"
-    if summary:
-        text = plain_text(summary)
-        if text:
-            body = f"{body}\n\n{text}"
-        formatted = f"{formatted}<blockquote>{summary}</blockquote>"
-    return notice(body, formatted)
+    return message(plain, marked, summary)
 
 
 def _details(event: Event, language: Language, zone: Zone) -> list[tuple[str, bool]]:

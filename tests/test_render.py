@@ -12,7 +12,8 @@ import pytest
 
 from bot.catalogue import Catalogue
 from bot.config import Organisation, Region
-from bot.model import Entry
+from bot.dispatcher import DeliveryRenderer
+from bot.model import Delivery, Entry
 from bot.render import MAX_CONTENT_SIZE, content_size, render_digest, render_entry
 from bot.zones import Zone
 from tests.html_safety import DROPPED_TAGS, MATRIX_RECOMMENDED_TAGS, assert_safe, elements
@@ -75,6 +76,15 @@ def test_an_entry_of_a_reunion_organisation_shows_reunion_time_named() -> None:
     expected = "Publié le vendredi 9 janvier 2026 à 1 h 01 (heure de La Réunion, UTC+4)"
     assert expected in content["body"]
     assert expected in content["formatted_body"]
+
+
+def test_deliveries_are_rendered_in_the_zone_of_their_organisations_region() -> None:
+    reunion = Region(slug="la-reunion", name="La Réunion", timezone="Indian/Reunion")
+    lug = Organisation(slug="lug974", name="LUG 974", region="la-reunion", feeds=("https://x/",))
+    catalogue = Catalogue({"la-reunion": reunion}, {"lug974": lug})
+    delivery = Delivery(id=1, room_id="!r:x", txn_id="t", organisation="lug974", entry=entry())
+    content = DeliveryRenderer(catalogue, "en")(delivery)
+    assert "Published on Friday 9 January 2026, 01:01 (La Réunion time, UTC+4)" in content["body"]
 
 
 def test_a_region_in_the_top_level_zone_leaves_the_zone_unnamed() -> None:
