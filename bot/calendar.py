@@ -10,7 +10,9 @@ Parsing is icalendar's, expanding recurrences recurring-ical-events'. What is de
   the most recently started; a series' next occurrence is looked for within HORIZON after
   `now`, stepping over at most MAX_STEPS occurrences still running, and only for series repeating
   daily or less often (an hourly "event" is kept at its first start, not expanded), for the
-  first MAX_SERIES series of a calendar; a series without a next occurrence counts as past.
+  first MAX_SERIES series of a calendar, as long as the occurrences before `now` to step
+  through stay under MAX_STEPPED_PER_SERIES for one series and MAX_STEPPED for all; a series
+  without a next occurrence counts as past. Dates outside the years 1900-2999 are unreadable.
 """
 
 from __future__ import annotations
@@ -34,11 +36,17 @@ MAX_EVENTS: Final = 2000
 MAX_SERIES: Final = 500  # series expanded per calendar; beyond, their next occurrence is unknown
 HORIZON: Final = timedelta(days=2 * 366)  # how far ahead a series' next occurrence is looked for
 MAX_STEPS: Final = 50  # occurrences still running at `now` stepped over to find the next start
+# Expanding a series walks through its occurrences from its first one: about 10 µs each.
+MAX_STEPPED_PER_SERIES: Final = 20_000  # a daily series may have begun some 55 years ago
+MAX_STEPPED: Final = 100_000  # for all the series of a calendar
 MAX_TITLE: Final = 300  # characters of a title kept
 MAX_TEXT: Final = 500  # characters of a place or city kept
 MAX_DESCRIPTION: Final = 100_000  # characters of a description kept (render cuts far shorter)
 EXPANDED_FREQUENCIES: Final = frozenset({"DAILY", "WEEKLY", "MONTHLY", "YEARLY"})
 WEEKDAYS: Final = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+# Years a date may have: beyond them it is a typo or a trap, and moving it between zones or
+# counting occurrences up to it would overflow or take forever.
+YEARS: Final = range(1900, 3000)
 
 Status = Literal["confirmed", "cancelled"]
 When = datetime | date
@@ -46,6 +54,7 @@ When = datetime | date
 _POSTCODE_CITY = re.compile(r"^(?:\d{5}|\d{4}|\d{2} ?\d{3})\s+(\D.*)$")  # FR 5 digits, CH 4
 _COUNTRIES = frozenset({"france", "suisse", "switzerland", "belgique", "belgium", "fr", "ch"})
 _HTML_HINT = re.compile(r"<(?:p|br|a|ul|ol|li|b|i|em|strong|div|span)\b|</", re.IGNORECASE)
+_PERIOD_DAYS: Final = {"DAILY": 1, "WEEKLY": 7, "MONTHLY": 28, "YEARLY": 365}
 _BYDAY = re.compile(r"^([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)$")
 
 
@@ -116,9 +125,14 @@ def parse(body: bytes, *, now: datetime, zone: str) -> list[Event]:
         if "RECURRENCE-ID" in component:
             overrides.setdefault(_uid(component), []).append(component)
     expandable = set(list(masters)[:MAX_SERIES])  # the first series of the document
+    budget = MAX_STEPPED  # occurrences before `now` the expansions may step through, in all
     found = list(events.values())
     for index, event in enumerate(found):
         if event.rule is not None and event.key in expandable:
+            cost = _occurrences_until(event, now)
+            if cost > min(budget, MAX_STEPPED_PER_SERIES):
+                continue  # its next occurrence stays unknown: see the module's docstring
+            budget -= cost
             upcoming = _next_start(
                 masters[event.key], overrides.get(event.key, []), event.rule, now, floating
             )
@@ -194,6 +208,8 @@ def _event(component: Any, floating: tzinfo) -> Event | None:
 def _when(component: Any, name: str, floating: tzinfo) -> When | None:
     """Return a date, or a datetime in UTC (floating times read in `floating`)."""
     value = _decoded(component, name)
+    if isinstance(value, date) and value.year not in YEARS:
+        return None
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=floating)
@@ -341,7 +357,7 @@ def _next_start(
     master: Any, overrides: list[Any], rule: Rule, now: datetime, floating: tzinfo
 ) -> When | None:
     """Return the first start after `now` of a series, within HORIZON; None if none."""
-    if master is None or rule.frequency not in EXPANDED_FREQUENCIES:
+    if master is None or rule.frequency not in EXPANDED_FREQUENCIES or _bad_interval(master):
         return None
     calendar = icalendar.Calendar()
     calendar.add_component(master)
@@ -363,6 +379,32 @@ def _next_start(
         # A rule the library cannot expand leaves the series without a next occurrence.
         return None
     return None
+
+
+def _occurrences_until(event: Event, now: datetime) -> float:
+    """Estimate how many occurrences of a series come before `now` (an upper bound)."""
+    rule = event.rule
+    if rule is None:
+        return 0.0
+    days = (now.date() - _day_of(event.start)).days
+    period = _PERIOD_DAYS.get(rule.frequency, 1) * max(1, rule.interval)
+    per_period = (
+        max(1, len(rule.weekdays)) * max(1, len(rule.month_days)) * max(1, len(rule.months))
+    )
+    return max(0, days) / period * per_period
+
+
+def _day_of(when: When) -> date:
+    return when.date() if isinstance(when, datetime) else when
+
+
+def _bad_interval(master: Any) -> bool:
+    """Tell whether the RRULE's INTERVAL is below 1: expanding it would never end."""
+    rules = _as_list(master.get("RRULE"))
+    if not rules or not isinstance(rules[0], Mapping):
+        return True
+    interval = _first(rules[0], "INTERVAL")
+    return interval is not None and _int(interval, 0) < 1
 
 
 def _bounded(events: Iterable[Event], now: datetime, floating: tzinfo) -> list[Event]:

@@ -292,3 +292,29 @@ def test_a_series_counts_as_upcoming_and_is_ordered_by_its_next_occurrence() -> 
     )
     assert [event.key for event in events] == ["series", "single"]  # Monday 2 February first
     assert not is_past(events[0], NOW, zone="Europe/Paris")
+
+
+def test_a_rule_with_a_zero_interval_is_kept_but_not_expanded() -> None:
+    event = parse_one(calendar(vevent("s", "20260106T180000Z", "RRULE:FREQ=WEEKLY;INTERVAL=0")))
+    assert event.rule is not None and event.next_start is None
+
+
+@pytest.mark.parametrize("start", ["00010101T000000Z", "99991231T230000Z", "18500101"])
+def test_a_start_outside_sane_years_is_unreadable(start: str) -> None:
+    with pytest.raises(ParseError):
+        parse(calendar(vevent("a", start)), now=NOW, zone="Europe/Paris")
+
+
+def test_a_daily_series_older_than_the_stepping_bound_has_no_next_occurrence() -> None:
+    event = parse_one(calendar(vevent("s", "19000101T180000Z", "RRULE:FREQ=DAILY")))
+    assert event.rule is not None and event.next_start is None
+
+
+def test_many_old_series_stay_cheap_to_expand() -> None:
+    series = [vevent(f"s{n}", "19800101T180000Z", "RRULE:FREQ=DAILY") for n in range(200)]
+    started = time.perf_counter()
+    events = parse(calendar(*series), now=NOW, zone="Europe/Paris")
+    assert time.perf_counter() - started < 10
+    expanded = [event for event in events if event.next_start is not None]
+    # 46 years of days each: only the first few fit in the calendar's budget.
+    assert 0 < len(expanded) < 10
