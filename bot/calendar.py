@@ -125,7 +125,7 @@ def parse(body: bytes, *, now: datetime, zone: str) -> list[Event]:
         if "RECURRENCE-ID" in component:
             overrides.setdefault(_uid(component), []).append(component)
     expandable = set(list(masters)[:MAX_SERIES])  # the first series of the document
-    budget = MAX_STEPPED  # occurrences before `now` the expansions may step through, in all
+    budget = float(MAX_STEPPED)  # occurrences before `now` the expansions may step through, in all
     found = list(events.values())
     for index, event in enumerate(found):
         if event.rule is not None and event.key in expandable:
