@@ -8,7 +8,8 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
-from .config import Config, Organisation, Region
+from .config import DEFAULT_TIMEZONE, Config, Organisation, Region
+from .zones import Zone, region_zone, room_zone
 
 # Suggestions cut the text to MAX_QUERY characters first: no real name is longer, and difflib
 # is quadratic, so a pasted novel must cost no more than a short name.
@@ -49,8 +50,13 @@ class Catalogue:
     """
 
     def __init__(
-        self, regions: Mapping[str, Region], organisations: Mapping[str, Organisation]
+        self,
+        regions: Mapping[str, Region],
+        organisations: Mapping[str, Organisation],
+        *,
+        timezone: str = DEFAULT_TIMEZONE,
     ) -> None:
+        self.timezone = timezone  # IANA name of the top-level zone
         for organisation in organisations.values():
             if organisation.region not in regions:
                 raise ValueError(
@@ -88,7 +94,7 @@ class Catalogue:
     @classmethod
     def from_config(cls, config: Config) -> Catalogue:
         """Build the catalogue of a loaded configuration."""
-        return cls(config.regions, config.organisations)
+        return cls(config.regions, config.organisations, timezone=config.timezone)
 
     @property
     def regions(self) -> tuple[Region, ...]:
@@ -164,6 +170,17 @@ class Catalogue:
     def region_of(self, organisation: Organisation) -> Region:
         """Return the region of an organisation of this catalogue."""
         return self._regions[organisation.region]
+
+    def zone_of(self, item: Organisation | Region | None) -> Zone:
+        """Return the zone dates of an organisation or region are shown in (None: the default)."""
+        if isinstance(item, Organisation):
+            item = self._regions.get(item.region)
+        return region_zone(item, self.timezone)
+
+    def room_zone(self, region_slugs: Iterable[str]) -> Zone:
+        """Return the zone of a room following these regions, in the order it follows them."""
+        known = (self._regions[slug] for slug in region_slugs if slug in self._regions)
+        return room_zone(known, self.timezone)
 
 
 def _lookup_key(text: str) -> str:

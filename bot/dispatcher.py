@@ -71,7 +71,8 @@ class DeliveryRenderer:
             region = self._catalogue.region_of(organisation)
         if delivery.entry is None:
             return render_digest(organisation, delivery.digest_count, self._language)
-        return render_entry(delivery.entry, organisation, region, self._language)
+        zone = self._catalogue.zone_of(region if region.slug else None)
+        return render_entry(delivery.entry, organisation, region, self._language, zone=zone)
 
 
 class Dispatcher:

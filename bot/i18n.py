@@ -9,22 +9,38 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Final, Literal
-from zoneinfo import ZoneInfo
 
 from .config import Language
-
-# The communities Crieur serves are French (L'Agenda du Libre), so dates are shown in Paris time
-# whatever the room's language; the store keeps UTC.
-DISPLAY_TIMEZONE: Final = ZoneInfo("Europe/Paris")
+from .zones import Zone, utc_offset
 
 _FR: Final[Mapping[str, str]] = MappingProxyType(
     {
         # Messages posted by the relay.
         "entry.published": "Publié le {date}",
         "entry.untitled": "(sans titre)",
+        "date.zoned": "{date} (heure de {place}, {offset})",
+        "event.at": "{day}, {time}",
+        "event.from_to": "{start} – {end}",
+        "event.days": "du {first} au {last}",
+        "event.place": "Lieu : {place}",
+        "event.series": "{rule} — prochaine fois : {next}",
+        "event.changed": "Modifié : {title}",
+        "event.cancelled": "Annulé : {title}",
+        "event.untitled": "(événement sans titre)",
+        "rule.daily": "tous les jours",
+        "rule.daily_n": "tous les {n} jours",
+        "rule.weekly": "tous les {days}",
+        "rule.weekly_2": "un {days} sur deux",
+        "rule.weekly_n": "un {days} toutes les {n} semaines",
+        "rule.nth": "{nth} {day}",
+        "rule.monthly_nth": "le {days} du mois",
+        "rule.monthly_day": "le {days} de chaque mois",
+        "rule.every_n_months": "{rule}, tous les {n} mois",
+        "rule.yearly": "tous les ans",
+        "rule.irregular": "à intervalles réguliers",
         "digest.more.one": "… et {count} autre article publié par {organisation}",
         "digest.more.other": "… et {count} autres articles publiés par {organisation}",
         "bot.welcome": (
@@ -202,6 +218,26 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
     {
         "entry.published": "Published on {date}",
         "entry.untitled": "(untitled)",
+        "date.zoned": "{date} ({place} time, {offset})",
+        "event.at": "{day}, {time}",
+        "event.from_to": "{start} – {end}",
+        "event.days": "{first} – {last}",
+        "event.place": "Where: {place}",
+        "event.series": "{rule} — next: {next}",
+        "event.changed": "Changed: {title}",
+        "event.cancelled": "Cancelled: {title}",
+        "event.untitled": "(untitled event)",
+        "rule.daily": "every day",
+        "rule.daily_n": "every {n} days",
+        "rule.weekly": "every {days}",
+        "rule.weekly_2": "every other {days}",
+        "rule.weekly_n": "every {n} weeks on {days}",
+        "rule.nth": "{nth} {day}",
+        "rule.monthly_nth": "on the {days} of the month",
+        "rule.monthly_day": "on day {days} of each month",
+        "rule.every_n_months": "{rule}, every {n} months",
+        "rule.yearly": "every year",
+        "rule.irregular": "repeatedly",
         "digest.more.one": "… and {count} more post from {organisation}",
         "digest.more.other": "… and {count} more posts from {organisation}",
         "bot.welcome": (
@@ -395,6 +431,16 @@ _EN_MONTHS: Final = (
 )
 
 
+def weekday_name(language: Language, weekday: int) -> str:
+    """Return the name of a weekday (0 = Monday): `mardi`, `Tuesday`."""
+    return (_FR_WEEKDAYS if language == "fr" else _EN_WEEKDAYS)[weekday]
+
+
+def month_name(language: Language, month: int) -> str:
+    """Return the name of a month (1 = January): `février`, `February`."""
+    return (_FR_MONTHS if language == "fr" else _EN_MONTHS)[month - 1]
+
+
 def t(language: Language, key: str, **params: object) -> str:
     """Return the message `key` in `language`, with its placeholders filled from `params`."""
     return CATALOGUES[language][key].format(**params)
@@ -432,23 +478,30 @@ def join_list(
     return t(language, f"list.{last}", head=", ".join(words[:-1]), last=words[-1])
 
 
-def format_date(dt: datetime, language: Language) -> str:
-    """Format a date for people, in Paris time, without touching the process locale.
+def format_date(dt: datetime, language: Language, zone: Zone) -> str:
+    """Format a date for people, in `zone`, without touching the process locale.
 
-    fr: « jeudi 8 janvier 2026 à 22 h 01 »; en: "Thursday 8 January 2026, 22:01". The store keeps
-    UTC and a naive datetime is taken as UTC; the display is always in Europe/Paris time because
-    the communities Crieur serves are French, whichever language a room reads.
+    fr: « jeudi 8 janvier 2026 à 22 h 01 »; en: "Thursday 8 January 2026, 22:01". A naive
+    datetime is taken as UTC (the store keeps UTC). A zone other than the configured default is
+    named after the date: « … à 1 h 01 (heure de La Réunion, UTC+4) ».
     """
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    local = dt.astimezone(DISPLAY_TIMEZONE)
+    local = zone.local(dt)
     if language == "fr":
         day = "1er" if local.day == 1 else str(local.day)
-        return (
+        text = (
             f"{_FR_WEEKDAYS[local.weekday()]} {day} {_FR_MONTHS[local.month - 1]} {local.year}"
             f" à {local.hour} h {local.minute:02d}"
         )
-    return (
-        f"{_EN_WEEKDAYS[local.weekday()]} {local.day} {_EN_MONTHS[local.month - 1]} {local.year}"
-        f", {local.hour:02d}:{local.minute:02d}"
-    )
+    else:
+        text = (
+            f"{_EN_WEEKDAYS[local.weekday()]} {local.day} {_EN_MONTHS[local.month - 1]}"
+            f" {local.year}, {local.hour:02d}:{local.minute:02d}"
+        )
+    return zoned(text, language, zone, local)
+
+
+def zoned(text: str, language: Language, zone: Zone, moment: datetime) -> str:
+    """Return `text` (a date or time at `moment`) with its zone named, unless it is the default."""
+    if zone.place is None:
+        return text
+    return t(language, "date.zoned", date=text, place=zone.place, offset=utc_offset(moment))

@@ -21,6 +21,7 @@ from .i18n import format_date, plural_key, t, t_html
 from .links import web_link
 from .model import Entry, Source
 from .sanitise import ELLIPSIS, cut_words, plain_text, sanitise_summary, text_as_html, truncate_html
+from .zones import Zone
 
 SUMMARY_BUDGET: Final = 500  # characters of summary text shown, cut on a word boundary
 TITLE_BUDGET: Final = 300  # characters; a longer title is cut on a word boundary
@@ -31,43 +32,46 @@ _BIDI_CONTROLS: Final = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x
 
 
 def render_entry(
-    entry: Entry, organisation: Organisation, region: Region, language: Language
+    entry: Entry, organisation: Organisation, region: Region, language: Language, *, zone: Zone
 ) -> dict[str, Any]:
     """Return the `m.notice` content announcing `entry`, never above MAX_CONTENT_SIZE bytes.
 
     A region without a name (a room source's) leaves the organisation's name alone on its line.
+    Its date is shown in `zone`, the zone of the organisation's region.
     """
     link = web_link(entry.link)
     summary = sanitise_summary(entry.summary_html, base_url=link)
-    title = _one_line(entry.title) or t(language, "entry.untitled")
-    for shrunk in _shrinking(summary):
+    title = one_line(entry.title) or t(language, "entry.untitled")
+    for shrunk in shrinking(summary):
         content = _entry_content(
-            title=_clip(title, TITLE_BUDGET),
+            title=clip(title, TITLE_BUDGET),
             link=link,
             organisation=organisation.name,
             region=region.name,
             entry=entry,
             summary=shrunk,
             language=language,
+            zone=zone,
         )
         if content_size(content) <= MAX_CONTENT_SIZE:
             return content
     # Only absurd titles, links or names get here: clip everything to a size that always fits.
     return _entry_content(
-        title=_clip(title, 200),
+        title=clip(title, 200),
         link=link if link is not None and len(link) <= 2000 else None,
-        organisation=_clip(_one_line(organisation.name), 200),
-        region=_clip(_one_line(region.name), 200),
+        organisation=clip(one_line(organisation.name), 200),
+        region=clip(one_line(region.name), 200),
         entry=entry,
         summary="",
         language=language,
+        zone=zone,
     )
 
 
 def render_digest(organisation: Organisation, count: int, language: Language) -> dict[str, Any]:
     """Return the one-line `m.notice` content standing for `count` entries not posted."""
     key = plural_key(language, "digest.more", count)
-    name = _clip(_one_line(organisation.name), 200)
+    name = clip(one_line(organisation.name), 200)
     url = web_link(organisation.url)
     if url is not None and len(url) > 2000:
         url = None
@@ -77,13 +81,13 @@ def render_digest(organisation: Organisation, count: int, language: Language) ->
         body = f"{body}\n{url}"
         name_html = f'<a href="{html.escape(url)}">{name_html}</a>'
     formatted = t_html(language, key, count=str(count), organisation=name_html)
-    return _notice(body, formatted)
+    return notice(body, formatted)
 
 
 def source_as_organisation(source: Source) -> Organisation:
     """Return a room source as messages name it: its title, its site as its homepage."""
     # A feed's title is the feed's say: one line, no direction controls, as entry titles.
-    return Organisation("", _clip(_one_line(source.title), 200), "", url=source.site_url)
+    return Organisation("", clip(one_line(source.title), 200), "", url=source.site_url)
 
 
 def content_size(content: Mapping[str, Any]) -> int:
@@ -101,6 +105,7 @@ def _entry_content(
     entry: Entry,
     summary: str,
     language: Language,
+    zone: Zone,
 ) -> dict[str, Any]:
     # A room source has no region: its title alone names it.
     source = f"{organisation} · {region}" if region else organisation
@@ -115,21 +120,26 @@ def _entry_content(
     html_lines = [source_html]
     html_lines.append(title_html)
     if entry.published is not None:
-        date = format_date(entry.published, language)
+        date = format_date(entry.published, language, zone)
         body_lines.append(t(language, "entry.published", date=date))
         published = t_html(language, "entry.published", date=html.escape(date, quote=False))
         html_lines.append(f"<i>{published}</i>")
-    body = "\n".join(body_lines)
+    return message(body_lines, html_lines, summary)
+
+
+def message(lines: list[str], html_lines: list[str], summary: str) -> dict[str, Any]:
+    """Return a notice of lines (plain, and safe HTML) followed by a sanitised summary."""
+    body = "\n".join(lines)
     formatted = "<p>" + "<br>".join(html_lines) + "</p>"
     if summary:
         text = plain_text(summary)
         if text:
             body = f"{body}\n\n{text}"
         formatted = f"{formatted}<blockquote>{summary}</blockquote>"
-    return _notice(body, formatted)
+    return notice(body, formatted)
 
 
-def _shrinking(summary: str) -> Iterator[str]:
+def shrinking(summary: str) -> Iterator[str]:
     """Yield ever smaller forms of a sanitised summary, lazily, ending with none at all."""
     first = truncate_html(summary, SUMMARY_BUDGET)
     yield first
@@ -139,7 +149,8 @@ def _shrinking(summary: str) -> Iterator[str]:
     yield ""
 
 
-def _notice(body: str, formatted_body: str) -> dict[str, Any]:
+def notice(body: str, formatted_body: str) -> dict[str, Any]:
+    """Return `m.notice` content with its plain and HTML bodies."""
     return {
         "msgtype": "m.notice",
         "body": body,
@@ -148,12 +159,14 @@ def _notice(body: str, formatted_body: str) -> dict[str, Any]:
     }
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """Return text on one line, without control nor bidirectional embedding characters."""
     printable = "".join(c if unicodedata.category(c) != "Cc" else " " for c in text)
     return " ".join(printable.translate(_BIDI_CONTROLS).split())
 
 
-def _clip(text: str, budget: int) -> str:
+def clip(text: str, budget: int) -> str:
+    """Return text cut on a word boundary to `budget` characters, with an ellipsis if cut."""
     if len(text) <= budget:
         return text
     return cut_words(text, budget, word_started=False) + ELLIPSIS

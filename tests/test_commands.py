@@ -150,7 +150,7 @@ async def poll(store: Store, organisation: str, entries: list[Entry], *, now: fl
     (feed,) = await store.feeds([organisation])
     record = await store.record_poll(
         feed,
-        ORGANISATIONS[organisation].region,
+        {**ORGANISATIONS, "lug974": LUG974}[organisation].region,
         entries,
         now=now,
         next_poll=now + 1800,
@@ -685,6 +685,58 @@ async def test_status_shows_the_room_pause_and_pending_messages(bot: Bot, store:
         "M_FORBIDDEN: not allowed to send"
     ) in lines
     assert t("en", "status.pending", count=1) in lines
+
+
+# -- time zones -----------------------------------------------------------------------------------
+
+REUNION = Region("la-reunion", "La Réunion", timezone="Indian/Reunion")
+LUG974 = Organisation("lug974", "LUG 974", "la-reunion", feeds=("https://lug974.example/feed",))
+
+
+@pytest.fixture
+async def reunion_bot(tmp_path: Path) -> AsyncIterator[Bot]:
+    catalogue = Catalogue({**REGIONS, "la-reunion": REUNION}, {**ORGANISATIONS, "lug974": LUG974})
+    db = await Store.open(tmp_path / "reunion.sqlite3")
+    await db.sync_feeds((org.slug, url) for org in catalogue.organisations for url in org.feeds)
+    yield Bot(db, catalogue, language="fr")
+    await db.close()
+
+
+async def test_latest_shows_a_reunion_post_in_reunion_time_named(reunion_bot: Bot) -> None:
+    await publish(reunion_bot.store, "lug974", [entry("r1", hours_ago=4)])  # 08:00 UTC
+    lines = (await reunion_bot.ask("!latest lug974 1")).splitlines()
+    assert lines[1].startswith("vendredi 9 janvier 2026 à 12 h 00 (heure de La Réunion, UTC+4) — ")
+
+
+async def test_latest_of_a_region_in_the_default_zone_leaves_the_zone_unnamed(
+    reunion_bot: Bot,
+) -> None:
+    await publish(reunion_bot.store, "april", [entry("a1", hours_ago=4)])
+    lines = (await reunion_bot.ask("!latest april 1")).splitlines()
+    assert lines[1].startswith("vendredi 9 janvier 2026 à 9 h 00 — ")
+
+
+async def test_status_shows_a_reunion_feed_and_the_rooms_pause_in_reunion_time(
+    reunion_bot: Bot,
+) -> None:
+    store = reunion_bot.store
+    await reunion_bot.ask("!subscribe la-reunion france")
+    await poll(store, "lug974", [entry("r0", hours_ago=1)], now=NOW - 3600)
+    await store.pause_room(ROOM, now=NOW, reason="M_FORBIDDEN")
+    text = await reunion_bot.ask("!status")
+    # The feed belongs to La Réunion; the room's first followed region is La Réunion too.
+    assert "dernier succès : vendredi 9 janvier 2026 à 15 h 00 (heure de La Réunion, UTC+4)" in text
+    assert (
+        "en pause depuis le vendredi 9 janvier 2026 à 16 h 00 (heure de La Réunion, UTC+4)" in text
+    )
+
+
+async def test_a_rooms_own_dates_follow_its_first_followed_region(reunion_bot: Bot) -> None:
+    await reunion_bot.ask("!subscribe france")
+    await reunion_bot.ask("!subscribe la-reunion")
+    await reunion_bot.store.pause_room(ROOM, now=NOW, reason="M_FORBIDDEN")
+    text = await reunion_bot.ask("!status")
+    assert "en pause depuis le vendredi 9 janvier 2026 à 13 h 00 :" in text
 
 
 async def test_status_of_a_room_that_receives_nothing_says_so(bot: Bot) -> None:

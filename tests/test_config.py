@@ -338,6 +338,51 @@ def test_the_language_can_be_english(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, MINIMAL + "language: en\n"), env={}).language == "en"
 
 
+def test_the_time_zone_defaults_to_paris_and_regions_to_the_top_level_one(
+    tmp_path: Path,
+) -> None:
+    config = load_config(write(tmp_path, MINIMAL), env={})
+    assert config.timezone == "Europe/Paris"
+    assert config.regions["france"].timezone is None
+
+
+def test_the_top_level_and_region_time_zones_are_iana_names(tmp_path: Path) -> None:
+    text = replace(
+        MINIMAL, "    name: France\n", "    name: France\n    timezone: Indian/Reunion\n"
+    )
+    config = load_config(write(tmp_path, text + "timezone: America/Cayenne\n"), env={})
+    assert config.timezone == "America/Cayenne"
+    assert config.regions["france"].timezone == "Indian/Reunion"
+
+
+@pytest.mark.parametrize("zone", ["Europe/Pariss", "Paris", "localtime", "../UTC", "Europe", "3"])
+def test_an_unknown_region_time_zone_is_a_problem_naming_its_key(tmp_path: Path, zone: str) -> None:
+    text = replace(MINIMAL, "    name: France\n", f"    name: France\n    timezone: {zone}\n")
+    (line,) = problems_of(tmp_path, text)
+    assert line.startswith("regions.france.timezone: ")
+    assert "Europe/Paris" in line or "Indian/Reunion" in line  # the problem shows a valid form
+
+
+def test_an_unknown_top_level_time_zone_is_a_problem_naming_its_key(tmp_path: Path) -> None:
+    (line,) = problems_of(tmp_path, MINIMAL + "timezone: Mars/Olympus\n")
+    assert line == (
+        "timezone: unknown time zone 'Mars/Olympus' (use an IANA name like Indian/Reunion)"
+    )
+
+
+def test_the_example_gives_overseas_regions_their_time_zones() -> None:
+    regions = load_config(EXAMPLE, env={}).regions
+    zones = {slug: region.timezone for slug, region in regions.items()}
+    assert zones["guadeloupe"] == "America/Guadeloupe"
+    assert zones["martinique"] == "America/Martinique"
+    assert zones["guyane"] == "America/Cayenne"
+    assert zones["la-reunion"] == "Indian/Reunion"
+    assert zones["mayotte"] == "Indian/Mayotte"
+    assert zones["geneve"] == "Europe/Zurich"
+    assert zones["collectivites-d-outre-mer"] is not None
+    assert zones["ile-de-france"] is None
+
+
 def test_the_http_listener_is_off_unless_configured(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, MINIMAL + "http:\n  listen: 127.0.0.1:9100\n"), env={})
     assert config.http.listen == "127.0.0.1:9100"

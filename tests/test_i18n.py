@@ -8,6 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from bot.i18n import CATALOGUES, format_date, join_list, plural, quote, t, t_html
+from bot.zones import Zone
+
+PARIS = Zone("Europe/Paris")
 
 
 def placeholders(message: str) -> set[str]:
@@ -94,35 +97,54 @@ def test_html_messages_escape_their_text_but_not_their_parameters() -> None:
 def test_french_date_is_spelled_out_in_paris_time() -> None:
     # 21:01 UTC in January is 22:01 in Paris (UTC+1).
     when = datetime(2026, 1, 8, 21, 1, tzinfo=UTC)
-    assert format_date(when, "fr") == "jeudi 8 janvier 2026 à 22 h 01"
+    assert format_date(when, "fr", PARIS) == "jeudi 8 janvier 2026 à 22 h 01"
 
 
 def test_english_date_is_spelled_out_in_paris_time() -> None:
     when = datetime(2026, 1, 8, 21, 1, tzinfo=UTC)
-    assert format_date(when, "en") == "Thursday 8 January 2026, 22:01"
+    assert format_date(when, "en", PARIS) == "Thursday 8 January 2026, 22:01"
 
 
 def test_summer_dates_follow_paris_daylight_saving_time() -> None:
     when = datetime(2026, 7, 14, 8, 5, tzinfo=UTC)
-    assert format_date(when, "fr") == "mardi 14 juillet 2026 à 10 h 05"
-    assert format_date(when, "en") == "Tuesday 14 July 2026, 10:05"
+    assert format_date(when, "fr", PARIS) == "mardi 14 juillet 2026 à 10 h 05"
+    assert format_date(when, "en", PARIS) == "Tuesday 14 July 2026, 10:05"
 
 
 def test_the_first_of_the_month_is_written_1er_in_french() -> None:
     when = datetime(2026, 4, 1, 7, 0, tzinfo=UTC)
-    assert format_date(when, "fr") == "mercredi 1er avril 2026 à 9 h 00"
-    assert format_date(when, "en") == "Wednesday 1 April 2026, 09:00"
+    assert format_date(when, "fr", PARIS) == "mercredi 1er avril 2026 à 9 h 00"
+    assert format_date(when, "en", PARIS) == "Wednesday 1 April 2026, 09:00"
 
 
 def test_a_date_in_another_timezone_is_shown_in_paris_time() -> None:
     when = datetime(2026, 1, 8, 17, 1, tzinfo=timezone(timedelta(hours=-5)))
-    assert format_date(when, "fr") == "jeudi 8 janvier 2026 à 23 h 01"
+    assert format_date(when, "fr", PARIS) == "jeudi 8 janvier 2026 à 23 h 01"
 
 
 def test_a_naive_date_is_taken_as_utc() -> None:
-    assert format_date(datetime(2026, 1, 8, 21, 1), "en") == "Thursday 8 January 2026, 22:01"
+    assert format_date(datetime(2026, 1, 8, 21, 1), "en", PARIS) == "Thursday 8 January 2026, 22:01"
 
 
 def test_a_date_crossing_midnight_in_paris_changes_day() -> None:
     when = datetime(2025, 12, 31, 23, 30, tzinfo=UTC)
-    assert format_date(when, "fr") == "jeudi 1er janvier 2026 à 0 h 30"
+    assert format_date(when, "fr", PARIS) == "jeudi 1er janvier 2026 à 0 h 30"
+
+
+def test_a_date_in_a_region_zone_is_shown_in_that_zone_and_named() -> None:
+    when = datetime(2026, 1, 8, 21, 1, tzinfo=UTC)
+    reunion = Zone("Indian/Reunion", "La Réunion")
+    assert format_date(when, "fr", reunion) == (
+        "vendredi 9 janvier 2026 à 1 h 01 (heure de La Réunion, UTC+4)"
+    )
+    assert format_date(when, "en", reunion) == (
+        "Friday 9 January 2026, 01:01 (La Réunion time, UTC+4)"
+    )
+
+
+def test_a_zone_behind_utc_is_named_with_a_minus_offset() -> None:
+    when = datetime(2026, 1, 8, 21, 1, tzinfo=UTC)
+    guyane = Zone("America/Cayenne", "Guyane")
+    assert format_date(when, "fr", guyane) == (
+        "jeudi 8 janvier 2026 à 18 h 01 (heure de Guyane, UTC-3)"
+    )

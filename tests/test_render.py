@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 
+from bot.catalogue import Catalogue
 from bot.config import Organisation, Region
-from bot.model import Entry
+from bot.dispatcher import DeliveryRenderer
+from bot.model import Delivery, Entry
 from bot.render import MAX_CONTENT_SIZE, content_size, render_digest, render_entry
+from bot.zones import Zone
 from tests.html_safety import DROPPED_TAGS, MATRIX_RECOMMENDED_TAGS, assert_safe, elements
 
 PAYLOADS = json.loads(
@@ -27,6 +30,7 @@ APRIL = Organisation(
 )
 FRANCE = Region(slug="france", name="France")
 WHEN = datetime(2026, 1, 8, 21, 1, tzinfo=UTC)  # 22:01 in Paris
+PARIS = Zone("Europe/Paris")
 
 
 def entry(
@@ -40,7 +44,7 @@ def entry(
 
 
 def render(summary: str = "<p>Bonjour.</p>", **fields: Any) -> dict[str, Any]:
-    return render_entry(entry(summary, **fields), APRIL, FRANCE, "fr")
+    return render_entry(entry(summary, **fields), APRIL, FRANCE, "fr", zone=PARIS)
 
 
 def test_an_entry_is_a_notice_with_plain_and_html_bodies() -> None:
@@ -63,8 +67,36 @@ def test_an_entry_is_a_notice_with_plain_and_html_bodies() -> None:
     )
 
 
+def test_an_entry_of_a_reunion_organisation_shows_reunion_time_named() -> None:
+    reunion = Region(slug="la-reunion", name="La Réunion", timezone="Indian/Reunion")
+    lug = Organisation(slug="lug974", name="LUG 974", region="la-reunion", feeds=("https://x/",))
+    catalogue = Catalogue({"la-reunion": reunion}, {"lug974": lug}, timezone="Europe/Paris")
+    content = render_entry(entry(), lug, reunion, "fr", zone=catalogue.zone_of(lug))
+    # 21:01 UTC is 1:01 the next day in Saint-Denis (UTC+4, no daylight saving time).
+    expected = "Publié le vendredi 9 janvier 2026 à 1 h 01 (heure de La Réunion, UTC+4)"
+    assert expected in content["body"]
+    assert expected in content["formatted_body"]
+
+
+def test_deliveries_are_rendered_in_the_zone_of_their_organisations_region() -> None:
+    reunion = Region(slug="la-reunion", name="La Réunion", timezone="Indian/Reunion")
+    lug = Organisation(slug="lug974", name="LUG 974", region="la-reunion", feeds=("https://x/",))
+    catalogue = Catalogue({"la-reunion": reunion}, {"lug974": lug})
+    delivery = Delivery(id=1, room_id="!r:x", txn_id="t", organisation="lug974", entry=entry())
+    content = DeliveryRenderer(catalogue, "en")(delivery)
+    assert "Published on Friday 9 January 2026, 01:01 (La Réunion time, UTC+4)" in content["body"]
+
+
+def test_a_region_in_the_top_level_zone_leaves_the_zone_unnamed() -> None:
+    geneve = Region(slug="geneve", name="Genève", timezone="Europe/Zurich")
+    catalogue = Catalogue({"geneve": geneve}, {}, timezone="Europe/Zurich")
+    content = render_entry(entry(), APRIL, geneve, "fr", zone=catalogue.zone_of(geneve))
+    assert "Publié le jeudi 8 janvier 2026 à 22 h 01\n" in content["body"]
+    assert "heure de" not in content["body"]
+
+
 def test_the_date_follows_the_room_language() -> None:
-    content = render_entry(entry(), APRIL, FRANCE, "en")
+    content = render_entry(entry(), APRIL, FRANCE, "en", zone=PARIS)
     assert "Published on Thursday 8 January 2026, 22:01" in content["body"]
     assert "Published on Thursday 8 January 2026, 22:01" in content["formatted_body"]
 
@@ -221,6 +253,8 @@ def test_an_absurd_title_and_link_still_fit() -> None:
 )
 def test_breaks_after_a_spent_budget_end_the_summary_cleanly(summary: str) -> None:
     entry = Entry("k", "Titre", "https://example.org/a", None, summary)
-    content = render_entry(entry, Organisation("o", "Org", "r"), Region("r", "Région"), "fr")
+    content = render_entry(
+        entry, Organisation("o", "Org", "r"), Region("r", "Région"), "fr", zone=PARIS
+    )
     assert content["formatted_body"].count("…") >= 1
     assert "Fin" not in content["formatted_body"] and "après" not in content["formatted_body"]

@@ -13,6 +13,7 @@ from ..errors import CommandError
 from ..i18n import format_date, plural_key
 from ..links import web_link
 from ..model import Entry
+from ..zones import Zone
 from .context import MAX_ARGUMENT, Context, Reply
 from .lines import Lines, escape, one_line, shown
 from .names import MAX_SPAN, unknown_name
@@ -78,7 +79,8 @@ async def latest_command(ctx: Context, args: Arguments) -> Reply:
     own = await latest_of_source(ctx, args.tokens, default=LATEST_DEFAULT, limit=LATEST_MAX)
     if own is not None:
         name, entries = own
-        return _latest_reply(ctx, name, [(name, entry) for entry in entries])
+        zone = ctx.catalogue.zone_of(None)  # a room source belongs to no region
+        return _latest_reply(ctx, name, [(name, zone, entry) for entry in entries])
     item, count = _latest_arguments(ctx, args.tokens)
     if isinstance(item, Region):
         slugs = [organisation.slug for organisation in ctx.catalogue.organisations_in(item.slug)]
@@ -87,22 +89,23 @@ async def latest_command(ctx: Context, args: Arguments) -> Reply:
     found = []
     for slug, entry in await ctx.store.latest_entries(slugs, count):
         organisation = ctx.catalogue.get_organisation(slug)
-        found.append((organisation.name if organisation is not None else slug, entry))
+        name = organisation.name if organisation is not None else slug
+        found.append((name, ctx.catalogue.zone_of(organisation), entry))
     return _latest_reply(ctx, item.name, found)
 
 
-def _latest_reply(ctx: Context, name: str, found: Sequence[tuple[str, Entry]]) -> Reply:
+def _latest_reply(ctx: Context, name: str, found: Sequence[tuple[str, Zone, Entry]]) -> Reply:
     """Answer `!latest`: a header, then one line per entry with the name of its source."""
     out = Lines(ctx.language)
     if not found:
         out.add("latest.none", name=name)
         return out.reply()
     out.add("latest.header", name=name)
-    for source, entry in found:
+    for source, zone, entry in found:
         title = one_line(entry.title, 200) or ctx.t("entry.untitled")
         link = web_link(entry.link)
         date = (
-            format_date(entry.published, ctx.language)
+            format_date(entry.published, ctx.language, zone)
             if entry.published is not None
             else ctx.t("latest.undated")
         )

@@ -9,6 +9,7 @@ from typing import Final
 
 from ..config import Language
 from ..i18n import format_date, t, t_html
+from ..zones import Zone
 from .context import Reply
 
 MAX_ECHO: Final = 64  # characters of a person's text quoted back in a reply
@@ -73,9 +74,9 @@ def shown(text: str) -> str:
     return one_line(text, MAX_ECHO)
 
 
-def date_of(epoch: float, language: Language) -> str:
-    """Return the moment `epoch` written for people of `language`."""
-    return format_date(datetime.fromtimestamp(epoch, UTC), language)
+def date_of(epoch: float, language: Language, zone: Zone) -> str:
+    """Return the moment `epoch` written for people of `language`, in `zone`."""
+    return format_date(datetime.fromtimestamp(epoch, UTC), language, zone)
 
 
 def fit(reply: Reply) -> Reply:

@@ -79,9 +79,11 @@ async def _delivery_lines(ctx: Context, out: Lines) -> None:
     """Add whether delivery to the room is paused and what waits to be sent."""
     state = await ctx.store.room_state(ctx.room_id)
     if state is not None and state.paused_reason is not None:
+        zone = ctx.catalogue.room_zone(await ctx.store.followed_regions(ctx.room_id))
+        paused_at = state.paused_at if state.paused_at is not None else ctx.now
         out.add(
             "status.paused",
-            when=date_of(state.paused_at if state.paused_at is not None else ctx.now, ctx.language),
+            when=date_of(paused_at, ctx.language, zone),
             error=one_line(state.paused_reason, 200),
         )
     pending = await ctx.store.outbox_size(ctx.room_id)
@@ -98,8 +100,9 @@ def _feed_line(ctx: Context, out: Lines, feed: FeedState) -> None:
         name = title_of(feed)
     else:
         name = organisation.name if organisation is not None else feed.organisation
+    zone = ctx.catalogue.zone_of(organisation)
     details = [
-        ctx.t("status.last_success", when=date_of(feed.last_success, ctx.language))
+        ctx.t("status.last_success", when=date_of(feed.last_success, ctx.language, zone))
         if feed.last_success is not None
         else ctx.t("status.never_succeeded")
     ]
@@ -108,7 +111,7 @@ def _feed_line(ctx: Context, out: Lines, feed: FeedState) -> None:
         if feed.last_error:
             details.append(ctx.t("status.last_error", error=one_line(feed.last_error, 160)))
     details.append(
-        ctx.t("status.next_poll", when=date_of(feed.next_poll, ctx.language))
+        ctx.t("status.next_poll", when=date_of(feed.next_poll, ctx.language, zone))
         if feed.next_poll > ctx.now
         else ctx.t("status.next_poll_due")
     )

@@ -20,6 +20,7 @@ from .schema import (
 )
 from .source import CONFIG_ENV, DEFAULT_CONFIG_NAME, resolve_config_path
 from .values import (
+    DEFAULT_TIMEZONE,
     LANGUAGES,
     MAX_BODY,
     MAX_CONCURRENCY,
@@ -43,6 +44,7 @@ __all__ = [
     "ACCESS_TOKEN_ENV",
     "CONFIG_ENV",
     "DEFAULT_CONFIG_NAME",
+    "DEFAULT_TIMEZONE",
     "E2E_MODULE",
     "LANGUAGES",
     "MAX_BODY",

@@ -12,6 +12,7 @@ from . import validate as check
 from .source import read_source
 from .validate import Problems, Reader, hint
 from .values import (
+    DEFAULT_TIMEZONE,
     LANGUAGES,
     MAX_CONCURRENCY,
     MAX_OWN_FEEDS,
@@ -82,6 +83,7 @@ class Region:
     slug: str
     name: str
     rooms: tuple[str, ...] = ()  # aliases or room ids
+    timezone: str | None = None  # IANA name; None = the top-level timezone
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,7 @@ class Config:
     organisations: Mapping[str, Organisation] = field(default_factory=dict)
     http: HttpConfig = HttpConfig()
     rooms: RoomsConfig = RoomsConfig()
+    timezone: str = DEFAULT_TIMEZONE  # IANA name: dates of anything not tied to a region
 
 
 # --- the schema -------------------------------------------------------------------------------
@@ -117,6 +120,7 @@ _TOP_KEYS = (
     "rooms",
     "database",
     "language",
+    "timezone",
     "polling",
     "http",
     "regions",
@@ -147,7 +151,7 @@ _POLLING_KEYS = (
 )
 _HTTP_KEYS = ("listen", "unhealthy_after")
 _ROOMS_KEYS = ("max_own_feeds",)
-_REGION_KEYS = ("name", "rooms")
+_REGION_KEYS = ("name", "rooms", "timezone")
 _ORGANISATION_KEYS = ("name", "region", "url", "feeds", "interval")
 
 
@@ -215,6 +219,7 @@ def _parse(
                 break
         else:
             problems.add("language", f"unknown language {show(value)} (use fr or en)")
+    timezone = Reader(top, "", problems).optional("timezone", check.timezone, DEFAULT_TIMEZONE)
     polling = _parse_polling(top.get("polling"), problems)
     http = _parse_http(top.get("http"), problems)
     rooms = _parse_rooms(top.get("rooms"), problems)
@@ -227,7 +232,9 @@ def _parse(
 
     if len(problems.items) > count or matrix is None or database is None:
         return None
-    return Config(matrix, database, language, polling, regions, organisations, http, rooms)
+    return Config(
+        matrix, database, language, polling, regions, organisations, http, rooms, timezone
+    )
 
 
 def _parse_matrix(
@@ -361,9 +368,12 @@ def _parse_regions(value: object, problems: Problems) -> dict[str, Region]:
         name = read.required("name", check.name)
         no_rooms: tuple[str, ...] = ()
         rooms = read.optional("rooms", check.list_of(check.room), no_rooms)
+        timezone = read.optional("timezone", check.timezone, None)
         if name is not None:
             # A room listed twice in one region is harmless: keep the first.
-            regions[slug] = Region(slug=slug, name=name, rooms=tuple(dict.fromkeys(rooms)))
+            regions[slug] = Region(
+                slug=slug, name=name, rooms=tuple(dict.fromkeys(rooms)), timezone=timezone
+            )
     return regions
 
 

@@ -21,6 +21,7 @@ from .values import (
     is_room_reference,
     is_server_name,
     is_slug,
+    is_time_zone,
     is_user_id,
     kind,
     parse_duration,
@@ -196,6 +197,16 @@ def prefix(value: object) -> str:
     if len(value) > MAX_PREFIX_LENGTH:
         raise Invalid(f"too long (at most {MAX_PREFIX_LENGTH} characters)")
     return value
+
+
+def timezone(value: object) -> str:
+    """An IANA time zone name (`Europe/Paris`, `Indian/Reunion`) known to zoneinfo."""
+    if not isinstance(value, str) or not value.strip():
+        raise Invalid(f"must be an IANA time zone name like Europe/Paris, not {kind(value)}")
+    name = value.strip()
+    if not is_time_zone(name):
+        raise Invalid(f"unknown time zone {show(name)} (use an IANA name like Indian/Reunion)")
+    return name
 
 
 def boolean(value: object) -> bool:

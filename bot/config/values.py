@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 import re
+from functools import cache
 from types import MappingProxyType, UnionType
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import available_timezones
 
 Language = Literal["fr", "en"]
 Trust = Literal["cross-signed", "tofu", "all"]
 
 LANGUAGES: tuple[Language, ...] = ("fr", "en")
+DEFAULT_TIMEZONE = "Europe/Paris"  # the communities of L'Agenda du Libre are mostly in France
 TRUST_POLICIES: tuple[Trust, ...] = ("cross-signed", "tofu", "all")
 
 # Bounds that catch typos (an extra zero) before they hurt a homeserver or a feed's host.
@@ -175,3 +178,16 @@ def kind(value: object) -> str:
         if isinstance(value, types):
             return name
     return f"a {type(value).__name__}"
+
+
+def is_time_zone(name: str) -> bool:
+    """Tell whether `name` is an IANA time zone zoneinfo can load (tzdata brings them all)."""
+    # The list, not a mere ZoneInfo(name) load: that would also take a system's "localtime",
+    # which means something else on every machine, and paths like "../zoneinfo/UTC".
+    return len(name) <= MAX_SCALAR_TEXT and name != "localtime" and name in _known_zones()
+
+
+@cache
+def _known_zones() -> frozenset[str]:
+    # Reading the zone directories takes tens of milliseconds: once per process is enough.
+    return frozenset(available_timezones())

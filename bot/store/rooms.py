@@ -126,6 +126,15 @@ class Rooms(Repository):
             muted=tuple(row["organisation"] for row in muted),
         )
 
+    async def followed_regions(self, room_id: str) -> list[str]:
+        """Return the regions a room follows: the configuration's first, then oldest first."""
+        rows = await self._db.fetchall(
+            """SELECT slug FROM follows WHERE room_id = ? AND kind = 'region'
+               ORDER BY origin = 'config' DESC, created, rowid""",
+            (room_id,),
+        )
+        return [row["slug"] for row in rows]
+
     async def sync_config_follows(
         self, follows: Mapping[str, Iterable[str]], *, now: float
     ) -> None:
