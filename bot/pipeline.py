@@ -115,7 +115,9 @@ class Pipeline:
             return PollOutcome(feed, "unchanged")
         try:
             # feedparser is CPU-bound: keep it off the event loop.
-            entries = await asyncio.to_thread(parse, result.body, feed_url=new_url or feed.url)
+            entries = await asyncio.to_thread(
+                parse, result.body, feed_url=new_url or feed.url, content_type=result.content_type
+            )
         except ParseError as error:
             return await self._failed(feed, str(error), None)
         record = await self._store.record_poll(

@@ -173,3 +173,15 @@ async def test_permanent_redirect_updates_the_stored_url(bench: Bench) -> None:
     assert feed.url == bench.server.url("/new")
     await bench.poll()
     assert bench.server.hits("/april") == 1
+
+
+async def test_the_http_charset_reaches_the_parser(bench: Bench) -> None:
+    title = "Новости сообщества"
+    body = (
+        '<rss version="2.0"><channel><title>t</title>'
+        f"<item><title>{title}</title><guid>1</guid></item></channel></rss>"
+    ).encode("windows-1251")
+    bench.server.set_feed("/april", body, content_type="text/xml; charset=windows-1251")
+    await bench.poll()
+    ((_, entry),) = await bench.store.latest_entries(["april"], 10)
+    assert entry.title == title
