@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
 EXIT_FEED_ERRORS = 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a command killed by SIGPIPE, which Python ignores
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +104,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `crieur` command line and return its exit code."""
     args = build_parser().parse_args(argv)
     redactor = setup_logging(args.log_level, args.log_format)
+    try:
+        code = run_command(args, argv, redactor)
+        sys.stdout.flush()  # so that a closed pipe shows here rather than at exit
+    except BrokenPipeError:
+        # The reader went away (`crieur check | head -n 1`): it has what it wanted. Writes
+        # still buffered go nowhere, so that the interpreter does not complain at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def run_command(
+    args: argparse.Namespace, argv: Sequence[str] | None, redactor: RedactSecrets
+) -> int:
+    """Run the parsed command; a configuration or user error is printed, not raised."""
     try:
         if args.command == "run":
             return cmd_run(args, redactor)

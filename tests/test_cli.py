@@ -96,6 +96,91 @@ def test_missing_config_file_is_one_clear_line(
     assert "nope.yaml" in line
 
 
+MINIMAL = (
+    "matrix: {homeserver: https://m.example, user_id: '@c:m.example', password: x}\n"
+    "regions: {france: {name: France}}\n"
+)
+
+
+def run_check(config: Path) -> subprocess.CompletedProcess[str]:
+    """Run `crieur check` as a user would, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "check", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("tail", "key"),
+    [
+        ("database: db.sqlite3\npolling: " + "[" * 5000 + "]" * 5000, "polling"),
+        ("database: db.sqlite3\nregions: " + "{a: " * 3000 + "1" + "}" * 3000, "regions"),
+        ("database: db.sqlite3\npolling: {concurrency: " + "9" * 5000 + "}", "polling.concurrency"),
+        ("database: db.sqlite3\npolling: {interval: " + "9" * 400 + "}", "polling.interval"),
+        ('database: "db\\0.sqlite3"', "database"),
+        ("database: db.sqlite3\n? " + "9" * 5000 + "\n: x", ""),
+        (
+            "database: db.sqlite3\norganisations:\n"
+            '  a: {name: "A\\0", region: france, feeds: ["https://a.example/rss"]}',
+            "organisations.a.name",
+        ),
+        ("database: db\x00.sqlite3", ""),
+    ],
+    ids=[
+        "nested-lists",
+        "nested-maps",
+        "huge-int",
+        "huge-interval",
+        "nul",
+        "huge-key",
+        "nul-name",
+        "nul-byte",
+    ],
+)
+def test_check_names_the_key_of_any_bad_input_without_a_traceback(
+    tmp_path: Path, tail: str, key: str
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(MINIMAL + tail + "\n", encoding="utf-8")
+
+    done = run_check(config)
+
+    assert done.returncode == EXIT_USER_ERROR
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert lines and all(line.startswith("error: ") for line in lines), done.stderr
+    assert any(line.startswith(f"error: {key}") for line in lines), done.stderr
+
+
+def test_check_reports_each_unreadable_value_once(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        MINIMAL + 'database: "db\\0.sqlite3"\npolling: {concurrency: ' + "9" * 50 + "}\n",
+        encoding="utf-8",
+    )
+
+    lines = run_check(config).stderr.splitlines()
+
+    assert [line.split(":")[1] for line in lines] == [" database", " polling.concurrency"]
+
+
+def test_check_into_a_closed_pipe_ends_quietly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "check", "-c", str(ROOT / "config.yaml.example")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # like `| head -n 0`: every write meets a closed pipe
+    _, err = process.communicate(timeout=60)
+    assert err == ""
+    assert process.returncode != EXIT_OK
+
+
 async def test_fetch_dry_run_prints_new_items_and_leaves_no_database(
     tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
