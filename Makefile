@@ -1,6 +1,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# A second environment with the lowest versions pyproject.toml declares (DESIGN §7).
+FLOORS := .venv-floors
 
 .PHONY: install test lint typecheck demo bench reliability clean
 
@@ -15,12 +17,22 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed-test
 
-test: $(VENV)/.installed-test
+$(FLOORS)/.installed: pyproject.toml .ci/floors.py
+	rm -rf $(FLOORS)
+	$(PYTHON) -m venv $(FLOORS)
+	$(PYTHON) .ci/floors.py pyproject.toml > $(FLOORS)/floors.txt
+	$(FLOORS)/bin/python -m pip install --quiet -r $(FLOORS)/floors.txt
+	$(FLOORS)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+# Everything, then the unit tests (those without Synapse) again against the floors.
+test: $(VENV)/.installed-test $(FLOORS)/.installed
 	$(BIN)/python -m pytest -q
+	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider -m "not synapse"
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check bot tests bench reliability
-	$(BIN)/ruff format --check bot tests bench reliability
+	$(BIN)/ruff check bot tests bench reliability .ci
+	$(BIN)/ruff format --check bot tests bench reliability .ci
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy bot
@@ -35,4 +47,4 @@ reliability: $(VENV)/.installed-test
 	$(BIN)/python -m reliability
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOORS) .pytest_cache .mypy_cache .ruff_cache
