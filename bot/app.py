@@ -117,7 +117,12 @@ async def _serve(
         clock=time.time,
         listeners=(wake_dispatcher, metrics.observe_poll),
     )
-    scheduler = Scheduler(store, pipeline.poll, concurrency=config.polling.concurrency)
+    scheduler = Scheduler(
+        store,
+        pipeline.poll,
+        concurrency=config.polling.concurrency,
+        per_host=config.polling.per_host,
+    )
     probe = HealthProbe(
         last_sync=lambda: bot.last_sync_ok,
         last_tick=lambda: scheduler.last_tick,

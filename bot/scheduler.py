@@ -8,7 +8,9 @@ import hashlib
 import logging
 import random
 import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import urlsplit
 
 from .config import Organisation, PollingConfig
 from .errors import StoreError
@@ -91,8 +93,17 @@ class PollTiming:
 PollOne = Callable[[FeedState], Awaitable[object]]
 
 
+@functools.lru_cache(maxsize=65536)  # looked up at every poll of every feed
+def host_of(url: str) -> str:
+    """Return the host name a feed URL is fetched from, as the per-host limit counts it."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:  # the fetcher reports the URL; here it only needs a name
+        return ""
+
+
 class Scheduler:
-    """Polls due feeds forever, at most `concurrency` at a time."""
+    """Polls due feeds forever, at most `concurrency` at a time and `per_host` per host."""
 
     def __init__(
         self,
@@ -100,6 +111,7 @@ class Scheduler:
         poll_one: PollOne,
         *,
         concurrency: int,
+        per_host: int | None = None,
         clock: Clock = time.time,
     ) -> None:
         self._store = store
@@ -108,13 +120,20 @@ class Scheduler:
         # Twice the fetch concurrency: a poll also parses and records, and while some do, as
         # many others can fetch. The fetcher itself keeps HTTP requests to `concurrency`.
         self._slots = asyncio.Semaphore(max(concurrency, 1) * POLLS_PER_FETCH)
-        self._in_flight: set[int] = set()
+        # A poll starts only when its host has room: one waiting inside the fetcher for a
+        # busy host would hold a slot that feeds of every other host could use.
+        self._per_host = per_host
+        self._host_polls: Counter[str] = Counter()
+        self._waiting: dict[str, deque[FeedState]] = {}  # due feeds of busy hosts, in order
+        self._in_flight: set[int] = set()  # polling or waiting for their host
         self._finished = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
         self.last_tick: float | None = None  # for health checks
 
     async def run(self) -> None:
         """Poll feeds as they fall due until cancelled."""
         async with asyncio.TaskGroup() as group:
+            self._group = group
             while True:
                 self.last_tick = self._clock()
                 self._finished.clear()
@@ -123,13 +142,30 @@ class Scheduler:
                 read_at = self._clock()
                 due = await self._store.feeds_due(read_at)
                 for feed in [feed for feed in due if feed.id not in self._in_flight]:
+                    host = host_of(feed.url)
+                    self._in_flight.add(feed.id)
+                    if self._host_full(host):
+                        self._waiting.setdefault(host, deque()).append(feed)
+                        continue
                     # A task only once a slot is free: after a restart thousands of feeds
                     # are due, and a waiting task apiece would cost memory and wake-ups.
                     await self._slots.acquire()
                     self.last_tick = self._clock()  # waiting for slots is working, for health
-                    self._in_flight.add(feed.id)
-                    group.create_task(self._guarded(feed), name=f"poll-{feed.id}")
+                    if self._host_full(host):  # a finished poll gave its slot to this host
+                        self._slots.release()
+                        self._waiting.setdefault(host, deque()).append(feed)
+                        continue
+                    self._start(feed, host)
                 await self._sleep_until_due(read_at)
+
+    def _host_full(self, host: str) -> bool:
+        return self._per_host is not None and self._host_polls[host] >= self._per_host
+
+    def _start(self, feed: FeedState, host: str) -> None:
+        """Poll a feed in a slot already taken for it."""
+        assert self._group is not None  # only run() starts polls
+        self._host_polls[host] += 1
+        self._group.create_task(self._guarded(feed, host), name=f"poll-{feed.id}")
 
     async def _sleep_until_due(self, read_at: float) -> None:
         # Feeds still in flight are due already; the last one to finish sets `_finished`.
@@ -143,21 +179,41 @@ class Scheduler:
         except TimeoutError:
             pass
 
-    async def _guarded(self, feed: FeedState) -> None:
-        """Poll one feed in the slot `run` took for it, and give the slot back."""
+    async def _guarded(self, feed: FeedState, host: str) -> None:
+        """Poll one feed in the slot `run` took for it, and pass the slot on."""
+        stopping = True  # until the poll ends: cancelled, or the database gone
         try:
             await self._poll_one(feed)
+            stopping = False
         except StoreError:
             raise  # the database cannot be used: nothing to try again later; run_bot says so
         except Exception:
             # A bug in one poll must not stop the others; the feed is tried again later.
             log.exception("unexpected error while polling %s", feed.url)
             await self._store.schedule_feed(feed.id, self._clock() + IDLE_WAKE * 5)
+            stopping = False
         finally:
-            self._slots.release()
             self._in_flight.discard(feed.id)
+            self._host_polls[host] -= 1
+            if not self._host_polls[host]:
+                del self._host_polls[host]
+            if stopping:  # a scheduler that stops starts nothing more
+                self._slots.release()
+            else:
+                self._next_of(host)
             # Waking after every poll would re-read the whole due list (in-flight feeds
             # included) once per feed: quadratic after a restart. A polled feed is next due
             # half an interval later at the earliest, so the timed sleep covers the rest.
             if not self._in_flight:
                 self._finished.set()
+
+    def _next_of(self, host: str) -> None:
+        """Hand a finished poll's slot to the next feed waiting for the same host, if any."""
+        waiting = self._waiting.get(host)
+        if not waiting:
+            self._slots.release()
+            return
+        feed = waiting.popleft()
+        if not waiting:
+            del self._waiting[host]
+        self._start(feed, host)

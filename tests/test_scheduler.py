@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from bot.config import Organisation, PollingConfig
+from bot.fetcher import Fetcher
+from bot.pipeline import Pipeline
 from bot.scheduler import (
     MAX_BACKOFF,
     POLLS_PER_FETCH,
@@ -20,6 +25,7 @@ from bot.scheduler import (
     spread,
 )
 from bot.store import FeedState, Store
+from tests.feed_server import FeedServer, rss
 
 FEEDS = 30
 CONCURRENCY = 3
@@ -64,6 +70,70 @@ async def test_due_feeds_are_polled_once_each_with_bounded_polls_in_progress() -
                 await task
         assert peak == slots
         assert sorted(polled.values()) == [1] * FEEDS
+
+
+async def test_feeds_of_a_fast_host_are_polled_beside_many_held_by_a_slow_one(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    slow_count, fast_count, per_host = 40, 6, 2
+    body = rss([{"title": "t", "guid": "1"}])
+    release, all_fast, all_slow = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    asked: Counter[str] = Counter()
+
+    async def held(request: web.Request) -> web.Response:
+        asked["slow"] += 1
+        if asked["slow"] == slow_count:
+            all_slow.set()
+        await release.wait()  # a host that answers only when the test says so
+        return web.Response(body=body, content_type="text/xml")
+
+    async def quick(request: web.Request) -> web.Response:
+        asked["fast"] += 1
+        if asked["fast"] == fast_count:
+            all_fast.set()
+        return web.Response(body=body, content_type="text/xml")
+
+    for n in range(slow_count):
+        feed_server.set_route(f"/slow/{n}", held)
+    for n in range(fast_count):
+        feed_server.set_route(f"/fast/{n}", quick)
+    # The same local server under two host names: 127.0.0.1 is slow, localhost is fast.
+    fast_base = feed_server.url("/").replace("127.0.0.1", "localhost")
+    feeds = [(f"slow-{n}", feed_server.url(f"/slow/{n}")) for n in range(slow_count)]
+    feeds += [(f"fast-{n}", f"{fast_base}fast/{n}") for n in range(fast_count)]
+    organisations = {slug: Organisation(slug, slug, "france", feeds=(url,)) for slug, url in feeds}
+    polling = PollingConfig(
+        concurrency=4, per_host=per_host, timeout=60, allow_private_networks=True
+    )
+    async with await Store.open(tmp_path / "crieur.sqlite3") as store, Fetcher(polling) as fetcher:
+        await store.sync_feeds(feeds)
+        now = time.time()
+        for feed in await store.feeds():
+            # Every slow feed is more overdue than any fast one, so it comes first.
+            overdue = 3600 if feed.organisation.startswith("slow") else 60
+            await store.schedule_feed(feed.id, now - overdue)
+        pipeline = Pipeline(
+            store, fetcher, organisations, polling, timing=PollTiming(organisations, polling)
+        )
+        scheduler = Scheduler(
+            store, pipeline.poll, concurrency=polling.concurrency, per_host=polling.per_host
+        )
+        task = asyncio.create_task(scheduler.run())
+        try:
+            async with asyncio.timeout(20):  # a guard against a hang, not a timing check
+                await all_fast.wait()
+            # Every fast feed was polled while the slow host held its requests, which never
+            # went past the host's limit.
+            assert asked == {"slow": per_host, "fast": fast_count}
+            release.set()
+            async with asyncio.timeout(20):
+                await all_slow.wait()
+        finally:
+            release.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert asked == {"slow": slow_count, "fast": fast_count}
 
 
 def feed_state(organisation: str, *, errors: int = 0) -> FeedState:
