@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 from .config import Organisation, PollingConfig
-from .errors import StoreError
+from .errors import StoreError, bug_summary
 from .store import FeedState, Store
 
 log = logging.getLogger(__name__)
@@ -187,10 +187,15 @@ class Scheduler:
             stopping = False
         except StoreError:
             raise  # the database cannot be used: nothing to try again later; run_bot says so
-        except Exception:
-            # A bug in one poll must not stop the others; the feed is tried again later.
+        except Exception as error:
+            # A bug in one poll must not stop the others. It counts as the feed's failure
+            # (so `!status` does not call the feed healthy) and backs off like one.
             log.exception("unexpected error while polling %s", feed.url)
-            await self._store.schedule_feed(feed.id, self._clock() + IDLE_WAKE * 5)
+            now = self._clock()
+            retry = backoff_delay(feed.error_count + 1, IDLE_WAKE * 5)
+            await self._store.record_failure(
+                feed.id, now=now, error=bug_summary(error), next_poll=now + retry
+            )
             stopping = False
         finally:
             self._in_flight.discard(feed.id)

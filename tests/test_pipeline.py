@@ -11,6 +11,7 @@ import pytest
 
 from bot.config import Organisation, PollingConfig
 from bot.fetcher import Fetcher
+from bot.model import FetchResult
 from bot.pipeline import Pipeline
 from bot.scheduler import PollTiming
 from bot.store import Store
@@ -185,3 +186,39 @@ async def test_the_http_charset_reaches_the_parser(bench: Bench) -> None:
     await bench.poll()
     ((_, entry),) = await bench.store.latest_entries(["april"], 10)
     assert entry.title == title
+
+
+class BrokenFetcher:
+    """A fetcher with a bug: every fetch raises what no poll expects."""
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult:
+        raise RuntimeError("a bug in the fetcher " + "and more " * 100)
+
+
+async def test_an_unexpected_error_counts_as_a_failure_with_a_short_reason(bench: Bench) -> None:
+    polling = PollingConfig(interval=1800)
+    organisations = {"april": Organisation("april", "April", "france", feeds=("x",))}
+    pipeline = Pipeline(
+        bench.store,
+        BrokenFetcher(),
+        organisations,
+        polling,
+        timing=PollTiming(organisations, polling),
+        clock=bench.clock,
+    )
+    (feed,) = await bench.store.feeds(["april"])
+
+    outcome = await pipeline.poll(feed)
+
+    assert outcome.status == "error"
+    (feed,) = await bench.store.feeds(["april"])
+    assert feed.error_count == 1
+    assert feed.next_poll > bench.clock()
+    assert feed.last_error is not None
+    assert feed.last_error.startswith("internal error (RuntimeError: a bug in the fetcher")
+    assert len(feed.last_error) <= 160
+    await pipeline.poll(feed)
+    (feed,) = await bench.store.feeds(["april"])
+    assert feed.error_count == 2

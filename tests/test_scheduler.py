@@ -136,6 +136,32 @@ async def test_feeds_of_a_fast_host_are_polled_beside_many_held_by_a_slow_one(
         assert asked == {"slow": slow_count, "fast": fast_count}
 
 
+async def test_a_poll_that_raises_counts_as_a_failure() -> None:
+    async with await Store.open(":memory:") as store:
+        await store.sync_feeds([("april", "https://april.example/feed")])
+        polled = asyncio.Event()
+
+        async def poll_one(feed: FeedState) -> None:
+            polled.set()
+            raise KeyError("a bug")
+
+        scheduler = Scheduler(store, poll_one, concurrency=1, clock=lambda: NOW)
+        task = asyncio.create_task(scheduler.run())
+        try:
+            async with asyncio.timeout(10):  # a guard against a hang, not a timing check
+                await polled.wait()
+                # The failure is recorded after the poll raised, out of the test's sight.
+                while not (await store.feeds())[0].error_count:  # noqa: ASYNC110
+                    await asyncio.sleep(0)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        (feed,) = await store.feeds()
+        assert (feed.error_count, feed.last_error) == (1, "internal error (KeyError: 'a bug')")
+        assert feed.next_poll > NOW
+
+
 def feed_state(organisation: str, *, errors: int = 0) -> FeedState:
     url = f"https://{organisation}.example/feed"
     return FeedState(
