@@ -22,7 +22,7 @@ from .matrix import KEY_ACCESS_TOKEN, MatrixBot
 from .metrics import CountingSender, Metrics
 from .pipeline import Pipeline, PollOutcome
 from .scheduler import PollTiming, Scheduler
-from .store import Store
+from .store import DatabaseLock, Store
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,14 @@ async def run_bot(
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Run the bot until cancelled; leaves the database consistent when stopped."""
+    # Before the database is opened: another bot on it would fight this one over its feeds.
+    with DatabaseLock(config.database, "crieur run"):
+        await _run_bot(config, redactor, on_ready)
+
+
+async def _run_bot(
+    config: Config, redactor: RedactSecrets | None, on_ready: Callable[[], None] | None
+) -> None:
     catalogue = Catalogue.from_config(config)
     metrics = Metrics()
     store = await Store.open(config.database)

@@ -20,7 +20,7 @@ from .logs import RedactSecrets, setup_logging
 from .opml import opml_to_yaml, read_opml, write_opml
 from .pipeline import Pipeline, PollOutcome
 from .scheduler import PollTiming
-from .store import Store
+from .store import DatabaseLock, Store, same_feeds
 
 log = logging.getLogger(__name__)
 
@@ -213,11 +213,36 @@ async def fetch_once(
     config: Config, organisations: Sequence[str] | None, *, dry_run: bool
 ) -> list[PollOutcome]:
     """Poll every feed of these organisations (all if None) once, concurrently."""
-    store = await (Store.open_copy if dry_run else Store.open)(config.database)
-    async with store, Fetcher(config.polling) as fetcher:
-        await store.sync_feeds(
-            (org.slug, url) for org in config.organisations.values() for url in org.feeds
-        )
+    wanted = [(org.slug, url) for org in config.organisations.values() for url in org.feeds]
+    if dry_run:  # a copy in memory: nobody else's feeds can be touched
+        store = await Store.open_copy(config.database)
+        async with store:
+            await store.sync_feeds(wanted)
+            return await poll_once(config, store, organisations)
+    lock = DatabaseLock(config.database, "crieur fetch")
+    owner = lock.acquire()
+    try:
+        async with await Store.open(config.database) as store:
+            if owner:
+                await store.sync_feeds(wanted)
+            elif not same_feeds(
+                wanted, ((f.organisation, f.config_url) for f in await store.feeds())
+            ):
+                # Syncing would mark the running bot's feeds inactive under it.
+                raise lock.refusal(
+                    "whose configuration has other feeds; poll with that configuration, "
+                    "or use --dry-run"
+                )
+            return await poll_once(config, store, organisations)
+    finally:
+        lock.release()
+
+
+async def poll_once(
+    config: Config, store: Store, organisations: Sequence[str] | None
+) -> list[PollOutcome]:
+    """Poll every feed of these organisations (all if None) of the store once, concurrently."""
+    async with Fetcher(config.polling) as fetcher:
         timing = PollTiming(config.organisations, config.polling)
         pipeline = Pipeline(store, fetcher, config.organisations, config.polling, timing=timing)
         feeds = await store.feeds(organisations)

@@ -9,16 +9,20 @@ from .database import Database, KeyValues
 from .entries import Entries, PollRecord
 from .feeds import Feeds, FeedState
 from .outbox import Outbox
+from .owner import DatabaseInUse, DatabaseLock, same_feeds
 from .rooms import FollowKind, Rooms, RoomState, Subscriptions
 
 __all__ = [
     "Database",
+    "DatabaseInUse",
+    "DatabaseLock",
     "FeedState",
     "FollowKind",
     "PollRecord",
     "RoomState",
     "Store",
     "Subscriptions",
+    "same_feeds",
 ]
 
 
