@@ -188,6 +188,30 @@ async def test_the_http_charset_reaches_the_parser(bench: Bench) -> None:
     assert entry.title == title
 
 
+async def test_a_feed_the_operator_names_again_is_fetched_from_its_configured_url(
+    bench: Bench,
+) -> None:
+    bench.server.set_feed("/new", rss([item(1)]), etag="moved")
+    bench.server.redirect("/april", "/new", 301)
+    await bench.poll()
+    configured = bench.server.url("/april")
+    # The operator drops the feed, then writes it again (its site is back at the old URL).
+    await bench.store.sync_feeds([("april", bench.server.url("/elsewhere"))])
+    await bench.store.sync_feeds([("april", configured)])
+    bench.server.set_feed("/april", rss([item(2), item(1)]))
+    (feed,) = await bench.store.feeds(["april"])
+    assert (feed.url, feed.etag) == (configured, None)
+    outcome = await bench.poll()
+    assert outcome.status == "new"
+    assert bench.server.hits("/april") == 2
+    # A restart with the same configuration keeps following the redirect it learnt.
+    bench.server.redirect("/april", "/new", 301)
+    await bench.poll()
+    await bench.store.sync_feeds([("april", configured)])
+    (feed,) = await bench.store.feeds(["april"])
+    assert feed.url == bench.server.url("/new")
+
+
 class BrokenFetcher:
     """A fetcher with a bug: every fetch raises what no poll expects."""
 
