@@ -21,7 +21,7 @@ from .logs import RedactSecrets
 from .matrix import KEY_ACCESS_TOKEN, MatrixBot
 from .metrics import CountingSender, Metrics
 from .pipeline import Pipeline, PollOutcome
-from .scheduler import PollTiming, Scheduler
+from .scheduler import PollTiming, Scheduler, fit_to_intervals
 from .store import DatabaseLock, Store
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ async def _run_bot(
         await store.sync_feeds(
             (org.slug, url) for org in config.organisations.values() for url in org.feeds
         )
+        await fit_to_intervals(store, PollTiming(config.organisations, config.polling))
         signals = DispatcherSignals()
         commands = Commands(
             store,

@@ -22,6 +22,9 @@ MAX_BACKOFF = 24 * 3600.0
 IDLE_WAKE = 60.0  # re-read the schedule at least this often (feeds may be added or moved)
 POLLS_PER_FETCH = 2  # polls in progress per fetch slot
 
+_JITTER_MIN, _JITTER_MAX = 0.8, 1.2  # of a backoff delay
+_SAME_TIME = 1.0  # seconds: a stored poll time this close to the computed one is that one
+
 Clock = Callable[[], float]
 
 
@@ -50,7 +53,7 @@ def backoff_delay(
     """Return how long to wait after `errors` consecutive failures (exponential, jittered)."""
     exponent = min(max(errors - 1, 0), 32)
     base = min(interval * float(2**exponent), MAX_BACKOFF)
-    jitter = (rng or random).uniform(0.8, 1.2)
+    jitter = (rng or random).uniform(_JITTER_MIN, _JITTER_MAX)
     delay = min(base * jitter, MAX_BACKOFF)
     if retry_after is not None:
         # A server's explicit Retry-After wins over our guess, within the cap.
@@ -88,6 +91,42 @@ class PollTiming:
         errors = feed.error_count + 1
         delay = backoff_delay(errors, self.interval(feed), retry_after=retry_after, rng=self._rng)
         return now + delay
+
+    def refitted(self, feed: FeedState) -> float | None:
+        """Return when a queued feed is due under the intervals configured now, if that moved.
+
+        A feed that answered last is on its slot of its interval, computed from its last
+        poll: the same slot again unless the interval changed. A failing feed waits no longer
+        than the longest backoff of its interval now (a Retry-After longer than that is
+        shortened once, and honoured again at the next answer).
+        """
+        if feed.last_attempt is None:
+            return None  # never polled: due at once already
+        interval = self.interval(feed)
+        if feed.error_count == 0:
+            when = next_slot(feed.config_url, feed.last_attempt, interval)
+            return when if abs(when - feed.next_poll) > _SAME_TIME else None
+        exponent = min(feed.error_count - 1, 32)
+        longest = min(interval * float(2**exponent) * _JITTER_MAX, MAX_BACKOFF)
+        latest = feed.last_attempt + longest
+        return latest if feed.next_poll > latest + _SAME_TIME else None
+
+
+async def fit_to_intervals(store: Store, timing: PollTiming) -> int:
+    """Move the queued polls that the configured intervals no longer call for; say how many.
+
+    Run at start: the next poll of every feed was computed with the intervals of the
+    configuration in force then, and an interval made shorter must not wait out the old one.
+    """
+    moved = 0
+    for feed in await store.feeds():
+        when = timing.refitted(feed)
+        if when is not None:
+            await store.schedule_feed(feed.id, when)
+            moved += 1
+    if moved:
+        log.info("%d feeds rescheduled for the intervals now configured", moved)
+    return moved
 
 
 PollOne = Callable[[FeedState], Awaitable[object]]

@@ -21,6 +21,7 @@ from bot.scheduler import (
     PollTiming,
     Scheduler,
     backoff_delay,
+    fit_to_intervals,
     next_slot,
     spread,
 )
@@ -222,3 +223,47 @@ def test_each_failure_in_a_row_waits_longer_and_retry_after_wins() -> None:
     assert waits[0] < waits[2] < waits[3]
     assert 0.8 * 1800 <= waits[0] <= 1.2 * 1800  # the first failure waits about an interval
     assert schedule.after_failure(feed_state("april"), NOW, 40_000) - NOW >= 40_000
+
+
+async def test_a_changed_interval_moves_the_polls_already_queued() -> None:
+    daily = {"april": Organisation("april", "April", "france", feeds=("https://a.example/f",))}
+    hourly = {
+        "april": Organisation(
+            "april", "April", "france", feeds=("https://a.example/f",), interval=3600
+        )
+    }
+    async with await Store.open(":memory:") as store:
+        await store.sync_feeds([("april", "https://a.example/f")])
+        (feed,) = await store.feeds()
+        old = PollTiming(daily, PollingConfig(interval=86400))
+        await store.record_not_modified(feed.id, now=NOW, next_poll=old.after_success(feed, NOW))
+        (feed,) = await store.feeds()
+        assert feed.next_poll - NOW >= 43200
+
+        # Started again with the same configuration: nothing moves.
+        assert await fit_to_intervals(store, old) == 0
+        assert (await store.feeds())[0].next_poll == feed.next_poll
+
+        new = PollTiming(hourly, PollingConfig(interval=86400))
+        assert await fit_to_intervals(store, new) == 1
+        (moved,) = await store.feeds()
+        assert moved.next_poll == next_slot(feed.config_url, NOW, 3600)
+        assert await fit_to_intervals(store, new) == 0
+
+
+async def test_a_shorter_interval_shortens_the_backoff_of_a_failing_feed() -> None:
+    async with await Store.open(":memory:") as store:
+        await store.sync_feeds([("april", "https://a.example/f")])
+        (feed,) = await store.feeds()
+        for _ in range(3):
+            await store.record_failure(
+                feed.id, now=NOW, error="HTTP 500", next_poll=NOW + 4 * 86400
+            )
+        organisations = {
+            "april": Organisation("april", "April", "france", feeds=("https://a.example/f",))
+        }
+        timing = PollTiming(organisations, PollingConfig(interval=600))
+        assert await fit_to_intervals(store, timing) == 1
+        (feed,) = await store.feeds()
+        # Three failures in a row at a 10-minute interval wait 40 minutes, give or take 20 %.
+        assert NOW < feed.next_poll <= NOW + 1.2 * 4 * 600
