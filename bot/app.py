@@ -22,8 +22,8 @@ from .logs import RedactSecrets
 from .matrix import KEY_ACCESS_TOKEN, MatrixBot
 from .metrics import CountingSender, Metrics
 from .pipeline import Pipeline, PollOutcome
-from .scheduler import PollTiming, Scheduler
-from .store import Store
+from .scheduler import PollTiming, Scheduler, fit_to_intervals
+from .store import DatabaseLock, Store
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,14 @@ async def run_bot(
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Run the bot until cancelled; leaves the database consistent when stopped."""
+    # Before the database is opened: another bot on it would fight this one over its feeds.
+    with DatabaseLock(config.database, "crieur run"):
+        await _run_bot(config, redactor, on_ready)
+
+
+async def _run_bot(
+    config: Config, redactor: RedactSecrets | None, on_ready: Callable[[], None] | None
+) -> None:
     catalogue = Catalogue.from_config(config)
     metrics = Metrics()
     store = await Store.open(config.database)
@@ -49,6 +57,7 @@ async def run_bot(
         await store.sync_feeds(
             (org.slug, url) for org in config.organisations.values() for url in org.feeds
         )
+        await fit_to_intervals(store, PollTiming(config.organisations, config.polling))
         signals = DispatcherSignals()
         commands = Commands(
             store,
@@ -123,7 +132,12 @@ async def _serve(
         clock=time.time,
         listeners=(wake_dispatcher, metrics.observe_poll),
     )
-    scheduler = Scheduler(store, pipeline.poll, concurrency=config.polling.concurrency)
+    scheduler = Scheduler(
+        store,
+        pipeline.poll,
+        concurrency=config.polling.concurrency,
+        per_host=config.polling.per_host,
+    )
     probe = HealthProbe(
         last_sync=lambda: bot.last_sync_ok,
         last_tick=lambda: scheduler.last_tick,

@@ -21,13 +21,14 @@ from .logs import RedactSecrets, setup_logging
 from .opml import OpmlOutline, opml_to_yaml, read_opml, write_opml
 from .pipeline import Pipeline, PollOutcome
 from .scheduler import PollTiming
-from .store import Store
+from .store import DatabaseLock, Store, same_feeds
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
 EXIT_FEED_ERRORS = 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a command killed by SIGPIPE, which Python ignores
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +114,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `crieur` command line and return its exit code."""
     args = build_parser().parse_args(argv)
     redactor = setup_logging(args.log_level, args.log_format)
+    try:
+        code = run_command(args, argv, redactor)
+        sys.stdout.flush()  # so that a closed pipe shows here rather than at exit
+    except BrokenPipeError:
+        # The reader went away (`crieur check | head -n 1`): it has what it wanted. Writes
+        # still buffered go nowhere, so that the interpreter does not complain at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def run_command(
+    args: argparse.Namespace, argv: Sequence[str] | None, redactor: RedactSecrets
+) -> int:
+    """Run the parsed command; a configuration or user error is printed, not raised."""
     try:
         if args.command == "run":
             return cmd_run(args, redactor)
@@ -207,11 +225,36 @@ async def fetch_once(
     config: Config, organisations: Sequence[str] | None, *, dry_run: bool
 ) -> list[PollOutcome]:
     """Poll every feed of these organisations (all if None) once, concurrently."""
-    store = await (Store.open_copy if dry_run else Store.open)(config.database)
-    async with store, Fetcher(config.polling) as fetcher:
-        await store.sync_feeds(
-            (org.slug, url) for org in config.organisations.values() for url in org.feeds
-        )
+    wanted = [(org.slug, url) for org in config.organisations.values() for url in org.feeds]
+    if dry_run:  # a copy in memory: nobody else's feeds can be touched
+        store = await Store.open_copy(config.database)
+        async with store:
+            await store.sync_feeds(wanted)
+            return await poll_once(config, store, organisations)
+    lock = DatabaseLock(config.database, "crieur fetch")
+    owner = lock.acquire()
+    try:
+        async with await Store.open(config.database) as store:
+            if owner:
+                await store.sync_feeds(wanted)
+            elif not same_feeds(
+                wanted, ((f.organisation, f.config_url) for f in await store.feeds())
+            ):
+                # Syncing would mark the running bot's feeds inactive under it.
+                raise lock.refusal(
+                    "whose configuration has other feeds; poll with that configuration, "
+                    "or use --dry-run"
+                )
+            return await poll_once(config, store, organisations)
+    finally:
+        lock.release()
+
+
+async def poll_once(
+    config: Config, store: Store, organisations: Sequence[str] | None
+) -> list[PollOutcome]:
+    """Poll every feed of these organisations (all if None) of the store once, concurrently."""
+    async with Fetcher(config.polling) as fetcher:
         timing = PollTiming(config.organisations, config.polling)
         pipeline = Pipeline(store, fetcher, config.organisations, config.polling, timing=timing)
         # Organisations' feeds only: the feeds rooms added are the running bot's business.

@@ -270,9 +270,9 @@ class _Page:
     problem: str  # why a body that is not a web page is not a feed either
 
 
-def _read_feed(body: bytes, url: str, fallback_title: str) -> FoundFeed:
+def _read_feed(result: FetchResult, url: str, fallback_title: str) -> FoundFeed:
     """Parse a fetched body as a feed (in a thread); raise ParseError if it is none."""
-    parsed = parse_feed(body, feed_url=url)
+    parsed = parse_feed(result.body or b"", feed_url=url, content_type=result.content_type)
     title = parsed.title or fallback_title or (urlsplit(url).hostname or url)
     return FoundFeed(url, title, tuple(parsed.entries), parsed.link)
 
@@ -283,7 +283,7 @@ def _read_page(result: FetchResult, url: str) -> _Page:
     problem = ""
     if not _looks_like_html(body, result.content_type):
         try:
-            return _Page(_read_feed(body, url, ""), [], "")
+            return _Page(_read_feed(result, url, ""), [], "")
         except ParseError as error:
             problem = str(error)
     return _Page(None, feed_links(_decode(body, result.content_type), url), problem)
@@ -353,7 +353,7 @@ class _Search:
         try:
             result = await self._fetcher.fetch(url, budget=self._budget)
             feed_url = result.permanent_url or url
-            return await asyncio.to_thread(_read_feed, result.body or b"", feed_url, fallback_title)
+            return await asyncio.to_thread(_read_feed, result, feed_url, fallback_title)
         except (FetchError, ParseError) as error:
             log.debug("discovery from %s: %s is not a feed: %s", self._start, url, error)
             return None

@@ -88,3 +88,16 @@ class RoomUnavailable(SendError):
 
 class CrossSigningError(CrieurError):
     """The homeserver refused the bot's cross-signing keys or signatures."""
+
+
+MAX_BUG_SUMMARY = 160
+
+
+def bug_summary(error: BaseException) -> str:
+    """Describe an exception nobody expected in one short line, for `!status` and the logs."""
+    text = " ".join(str(error).split())
+    detail = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    room = MAX_BUG_SUMMARY - len("internal error ()")
+    if len(detail) > room:
+        detail = detail[: room - 1].rstrip() + "…"
+    return f"internal error ({detail})"

@@ -2,6 +2,8 @@
 
 The rules the rest of Crieur relies on:
 
+- Charset: the one of the HTTP Content-Type when the server gave one (whatever the media
+  type, and even under an XML declaration without an encoding), else the document's own.
 - Count: the ``MAX_ENTRIES`` newest entries of a fetch, the older ones ignored.
 - Order: oldest first. Dated entries are sorted by date (published, else updated, else
   created). The base order is the reverse of the document order, since feeds list newest first,
@@ -43,6 +45,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import dataclasses
+import email.message
 import hashlib
 import html
 import io
@@ -118,20 +121,30 @@ class ParsedFeed:
     link: str | None = None  # the site the feed belongs to, as an absolute http(s) URL
 
 
-def parse(body: bytes, *, feed_url: str) -> list[Entry]:
-    """Turn a fetched body into entries, oldest first; raise ParseError if it holds none."""
-    return parse_feed(body, feed_url=feed_url).entries
+def parse(body: bytes, *, feed_url: str, content_type: str | None = None) -> list[Entry]:
+    """Turn a fetched body into entries, oldest first; raise ParseError if it holds none.
+
+    ``content_type`` is the response's Content-Type header: its charset, when it has one,
+    decodes the body whatever the document says of itself.
+    """
+    return parse_feed(body, feed_url=feed_url, content_type=content_type).entries
 
 
-def parse_feed(body: bytes, *, feed_url: str) -> ParsedFeed:
+def parse_feed(body: bytes, *, feed_url: str, content_type: str | None = None) -> ParsedFeed:
     """Like `parse`, also giving the feed's own title and site."""
     if not body.strip():
         raise ParseError("the body is empty")
+    headers = _response_headers(content_type)
     # A stream, never bytes or str: feedparser treats those as a file name or a URL to open.
     # No Content-Location either: feedparser would resolve guids against it, mangling keys.
     try:
-        _refuse_entity_bombs(body)
-        result = feedparser.parse(io.BytesIO(body), sanitize_html=True, resolve_relative_uris=True)
+        _refuse_entity_bombs(body, headers)
+        result = feedparser.parse(
+            io.BytesIO(body),
+            response_headers=headers,
+            sanitize_html=True,
+            resolve_relative_uris=True,
+        )
     except (ValueError, TypeError) as error:
         # feedparser 6 crashes on some broken bodies (an encoding it cannot decode after all, a
         # stray <width> end tag): an unreadable feed, which must count as a failed poll.
@@ -154,17 +167,33 @@ def plain_title(text: str, limit: int) -> str:
     return _shorten(_clean_text(text), limit)
 
 
+def _response_headers(content_type: str | None) -> dict[str, str]:
+    """The headers feedparser is given: an XML media type with the HTTP charset, if any."""
+    if not content_type:
+        return {}
+    message = email.message.Message()
+    message["Content-Type"] = content_type
+    charset = message.get_content_charset()
+    if not charset:
+        return {}
+    # feedparser follows RFC 3023, which ignores the charset of a media type it does not call
+    # XML (application/octet-stream, text/plain): feed readers honour it whatever the type,
+    # and so does Crieur. An application/ XML type keeps the document's own encoding as the
+    # fallback when the charset is unknown.
+    return {"content-type": f"application/xml; charset={charset}"}
+
+
 class _RootReached(Exception):
     """Ends the scan of a prolog: entities can only be declared before the root element."""
 
 
-def _refuse_entity_bombs(body: bytes) -> None:
+def _refuse_entity_bombs(body: bytes, headers: Mapping[str, str]) -> None:
     """Raise ParseError if the DTD nests entities (a "billion laughs"), has parameter ones, or
     declares entities whose references would expand past MAX_ENTITY_EXPANSION characters."""
     # feedparser's own filter of the DTD misses declarations that do not start a line, and
     # expat then expands them until its amplification limit: a minute of CPU for 5 MiB. Scan
     # exactly what feedparser's strict parser will read: its UTF-8 copy, DOCTYPE filtered.
-    _, data, _ = replace_doctype(convert_to_utf8({}, body, {}))
+    _, data, _ = replace_doctype(convert_to_utf8(dict(headers), body, {}))
     sizes: dict[bytes, int] = {}
 
     def declared(name: str, is_parameter: bool, value: str | None, *_: object) -> None:

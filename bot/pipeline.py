@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from .config import Organisation, PollingConfig
-from .errors import FetchError, ParseError
+from .errors import FetchError, ParseError, StoreError, bug_summary
 from .model import FetchResult
 from .parser import parse
 from .store import FeedState, PollRecord, Store
@@ -76,7 +76,15 @@ class Pipeline:
     async def poll(self, feed: FeedState) -> PollOutcome:
         """Poll one feed once and record the outcome."""
         started = time.monotonic()
-        outcome = await self._poll(feed)
+        try:
+            outcome = await self._poll(feed)
+        except StoreError:
+            raise  # the database cannot be used: the scheduler stops, run_bot says so
+        except Exception as error:
+            # A bug rather than the feed's fault, but a failure all the same: it counts and
+            # backs off, so that `!status` shows the feed failing instead of healthy.
+            log.error("unexpected error while polling %s", feed.url, exc_info=True)
+            outcome = await self._failed(feed, bug_summary(error), None)
         outcome = PollOutcome(
             outcome.feed, outcome.status, outcome.record, outcome.error, time.monotonic() - started
         )
@@ -118,7 +126,9 @@ class Pipeline:
             return PollOutcome(feed, "unchanged")
         try:
             # feedparser is CPU-bound: keep it off the event loop.
-            entries = await asyncio.to_thread(parse, result.body, feed_url=new_url or feed.url)
+            entries = await asyncio.to_thread(
+                parse, result.body, feed_url=new_url or feed.url, content_type=result.content_type
+            )
         except ParseError as error:
             return await self._failed(feed, str(error), None)
         record = await self._store.record_poll(

@@ -8,10 +8,12 @@ import hashlib
 import logging
 import random
 import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import urlsplit
 
 from .config import Organisation, PollingConfig
-from .errors import StoreError
+from .errors import StoreError, bug_summary
 from .store import FeedState, Store
 
 log = logging.getLogger(__name__)
@@ -19,6 +21,9 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = 24 * 3600.0
 IDLE_WAKE = 60.0  # re-read the schedule at least this often (feeds may be added or moved)
 POLLS_PER_FETCH = 2  # polls in progress per fetch slot
+
+_JITTER_MIN, _JITTER_MAX = 0.8, 1.2  # of a backoff delay
+_SAME_TIME = 1.0  # seconds: a stored poll time this close to the computed one is that one
 
 Clock = Callable[[], float]
 
@@ -48,7 +53,7 @@ def backoff_delay(
     """Return how long to wait after `errors` consecutive failures (exponential, jittered)."""
     exponent = min(max(errors - 1, 0), 32)
     base = min(interval * float(2**exponent), MAX_BACKOFF)
-    jitter = (rng or random).uniform(0.8, 1.2)
+    jitter = (rng or random).uniform(_JITTER_MIN, _JITTER_MAX)
     delay = min(base * jitter, MAX_BACKOFF)
     if retry_after is not None:
         # A server's explicit Retry-After wins over our guess, within the cap.
@@ -87,12 +92,57 @@ class PollTiming:
         delay = backoff_delay(errors, self.interval(feed), retry_after=retry_after, rng=self._rng)
         return now + delay
 
+    def refitted(self, feed: FeedState) -> float | None:
+        """Return when a queued feed is due under the intervals configured now, if that moved.
+
+        A feed that answered last is on its slot of its interval, computed from its last
+        poll: the same slot again unless the interval changed. A failing feed waits no longer
+        than the longest backoff of its interval now (a Retry-After longer than that is
+        shortened once, and honoured again at the next answer).
+        """
+        if feed.last_attempt is None:
+            return None  # never polled: due at once already
+        interval = self.interval(feed)
+        if feed.error_count == 0:
+            when = next_slot(feed.config_url, feed.last_attempt, interval)
+            return when if abs(when - feed.next_poll) > _SAME_TIME else None
+        exponent = min(feed.error_count - 1, 32)
+        longest = min(interval * float(2**exponent) * _JITTER_MAX, MAX_BACKOFF)
+        latest = feed.last_attempt + longest
+        return latest if feed.next_poll > latest + _SAME_TIME else None
+
+
+async def fit_to_intervals(store: Store, timing: PollTiming) -> int:
+    """Move the queued polls that the configured intervals no longer call for; say how many.
+
+    Run at start: the next poll of every feed was computed with the intervals of the
+    configuration in force then, and an interval made shorter must not wait out the old one.
+    """
+    moved = 0
+    for feed in await store.feeds():
+        when = timing.refitted(feed)
+        if when is not None:
+            await store.schedule_feed(feed.id, when)
+            moved += 1
+    if moved:
+        log.info("%d feeds rescheduled for the intervals now configured", moved)
+    return moved
+
 
 PollOne = Callable[[FeedState], Awaitable[object]]
 
 
+@functools.lru_cache(maxsize=65536)  # looked up at every poll of every feed
+def host_of(url: str) -> str:
+    """Return the host name a feed URL is fetched from, as the per-host limit counts it."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:  # the fetcher reports the URL; here it only needs a name
+        return ""
+
+
 class Scheduler:
-    """Polls due feeds forever, at most `concurrency` at a time."""
+    """Polls due feeds forever, at most `concurrency` at a time and `per_host` per host."""
 
     def __init__(
         self,
@@ -100,6 +150,7 @@ class Scheduler:
         poll_one: PollOne,
         *,
         concurrency: int,
+        per_host: int | None = None,
         clock: Clock = time.time,
     ) -> None:
         self._store = store
@@ -108,13 +159,20 @@ class Scheduler:
         # Twice the fetch concurrency: a poll also parses and records, and while some do, as
         # many others can fetch. The fetcher itself keeps HTTP requests to `concurrency`.
         self._slots = asyncio.Semaphore(max(concurrency, 1) * POLLS_PER_FETCH)
-        self._in_flight: set[int] = set()
+        # A poll starts only when its host has room: one waiting inside the fetcher for a
+        # busy host would hold a slot that feeds of every other host could use.
+        self._per_host = per_host
+        self._host_polls: Counter[str] = Counter()
+        self._waiting: dict[str, deque[FeedState]] = {}  # due feeds of busy hosts, in order
+        self._in_flight: set[int] = set()  # polling or waiting for their host
         self._finished = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
         self.last_tick: float | None = None  # for health checks
 
     async def run(self) -> None:
         """Poll feeds as they fall due until cancelled."""
         async with asyncio.TaskGroup() as group:
+            self._group = group
             while True:
                 self.last_tick = self._clock()
                 self._finished.clear()
@@ -123,13 +181,30 @@ class Scheduler:
                 read_at = self._clock()
                 due = await self._store.feeds_due(read_at)
                 for feed in [feed for feed in due if feed.id not in self._in_flight]:
+                    host = host_of(feed.url)
+                    self._in_flight.add(feed.id)
+                    if self._host_full(host):
+                        self._waiting.setdefault(host, deque()).append(feed)
+                        continue
                     # A task only once a slot is free: after a restart thousands of feeds
                     # are due, and a waiting task apiece would cost memory and wake-ups.
                     await self._slots.acquire()
                     self.last_tick = self._clock()  # waiting for slots is working, for health
-                    self._in_flight.add(feed.id)
-                    group.create_task(self._guarded(feed), name=f"poll-{feed.id}")
+                    if self._host_full(host):  # a finished poll gave its slot to this host
+                        self._slots.release()
+                        self._waiting.setdefault(host, deque()).append(feed)
+                        continue
+                    self._start(feed, host)
                 await self._sleep_until_due(read_at)
+
+    def _host_full(self, host: str) -> bool:
+        return self._per_host is not None and self._host_polls[host] >= self._per_host
+
+    def _start(self, feed: FeedState, host: str) -> None:
+        """Poll a feed in a slot already taken for it."""
+        assert self._group is not None  # only run() starts polls
+        self._host_polls[host] += 1
+        self._group.create_task(self._guarded(feed, host), name=f"poll-{feed.id}")
 
     async def _sleep_until_due(self, read_at: float) -> None:
         # Feeds still in flight are due already; the last one to finish sets `_finished`.
@@ -143,21 +218,46 @@ class Scheduler:
         except TimeoutError:
             pass
 
-    async def _guarded(self, feed: FeedState) -> None:
-        """Poll one feed in the slot `run` took for it, and give the slot back."""
+    async def _guarded(self, feed: FeedState, host: str) -> None:
+        """Poll one feed in the slot `run` took for it, and pass the slot on."""
+        stopping = True  # until the poll ends: cancelled, or the database gone
         try:
             await self._poll_one(feed)
+            stopping = False
         except StoreError:
             raise  # the database cannot be used: nothing to try again later; run_bot says so
-        except Exception:
-            # A bug in one poll must not stop the others; the feed is tried again later.
+        except Exception as error:
+            # A bug in one poll must not stop the others. It counts as the feed's failure
+            # (so `!status` does not call the feed healthy) and backs off like one.
             log.exception("unexpected error while polling %s", feed.url)
-            await self._store.schedule_feed(feed.id, self._clock() + IDLE_WAKE * 5)
+            now = self._clock()
+            retry = backoff_delay(feed.error_count + 1, IDLE_WAKE * 5)
+            await self._store.record_failure(
+                feed.id, now=now, error=bug_summary(error), next_poll=now + retry
+            )
+            stopping = False
         finally:
-            self._slots.release()
             self._in_flight.discard(feed.id)
+            self._host_polls[host] -= 1
+            if not self._host_polls[host]:
+                del self._host_polls[host]
+            if stopping:  # a scheduler that stops starts nothing more
+                self._slots.release()
+            else:
+                self._next_of(host)
             # Waking after every poll would re-read the whole due list (in-flight feeds
             # included) once per feed: quadratic after a restart. A polled feed is next due
             # half an interval later at the earliest, so the timed sleep covers the rest.
             if not self._in_flight:
                 self._finished.set()
+
+    def _next_of(self, host: str) -> None:
+        """Hand a finished poll's slot to the next feed waiting for the same host, if any."""
+        waiting = self._waiting.get(host)
+        if not waiting:
+            self._slots.release()
+            return
+        feed = waiting.popleft()
+        if not waiting:
+            del self._waiting[host]
+        self._start(feed, host)

@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
-from reliability import abuse, bad_input, crash, hostile_content, hostile_feeds, outage
+from reliability import (
+    abuse,
+    bad_input,
+    crash,
+    hostile_content,
+    hostile_feeds,
+    outage,
+    slow_host,
+)
 from reliability.report import Row, render, table
 
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "RELIABILITY.md"
@@ -30,12 +38,13 @@ def scenarios() -> list[Scenario]:
         hostile_content.scenario,  # 4. hostile content
         abuse.scenario,  # 5. abuse from chat
         bad_input.scenario,  # 6. bad configuration and database
+        slow_host.scenario,  # 7. a slow host beside a fast one
     ]
 
 
 def methods() -> list[str]:
     """How each scenario is run, one paragraph each, for the report."""
-    described = (hostile_feeds, hostile_content, abuse, bad_input)
+    described = (hostile_feeds, hostile_content, abuse, bad_input, slow_host)
     return [crash.METHOD, outage.METHOD, *(_from_docstring(module) for module in described)]
 
 

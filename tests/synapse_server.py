@@ -68,7 +68,6 @@ from nio import (
     RoomMessagesResponse,
     RoomSendResponse,
 )
-from signedjson.key import generate_signing_key, write_signing_keys
 
 from bot.demo.homeserver import (
     SynapseLayout,
@@ -207,6 +206,9 @@ class SynapseServer(SynapseLayout):
         directory = self.directory
         key_path = directory / "signing.key"
         if not key_path.exists():
+            # Synapse's own library, imported here: the unit tests run without Synapse too.
+            from signedjson.key import generate_signing_key, write_signing_keys
+
             with key_path.open("w") as key_file:
                 write_signing_keys(key_file, [generate_signing_key("a_" + secrets.token_hex(2))])
         log_config_path = directory / "log.yaml"

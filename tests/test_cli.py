@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from bot.cli import EXIT_FEED_ERRORS, EXIT_OK, EXIT_USER_ERROR, main
 from tests.feed_server import FeedServer, rss
@@ -96,6 +97,91 @@ def test_missing_config_file_is_one_clear_line(
     assert "nope.yaml" in line
 
 
+MINIMAL = (
+    "matrix: {homeserver: https://m.example, user_id: '@c:m.example', password: x}\n"
+    "regions: {france: {name: France}}\n"
+)
+
+
+def run_check(config: Path) -> subprocess.CompletedProcess[str]:
+    """Run `crieur check` as a user would, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "check", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("tail", "key"),
+    [
+        ("database: db.sqlite3\npolling: " + "[" * 5000 + "]" * 5000, "polling"),
+        ("database: db.sqlite3\nregions: " + "{a: " * 3000 + "1" + "}" * 3000, "regions"),
+        ("database: db.sqlite3\npolling: {concurrency: " + "9" * 5000 + "}", "polling.concurrency"),
+        ("database: db.sqlite3\npolling: {interval: " + "9" * 400 + "}", "polling.interval"),
+        ('database: "db\\0.sqlite3"', "database"),
+        ("database: db.sqlite3\n? " + "9" * 5000 + "\n: x", ""),
+        (
+            "database: db.sqlite3\norganisations:\n"
+            '  a: {name: "A\\0", region: france, feeds: ["https://a.example/rss"]}',
+            "organisations.a.name",
+        ),
+        ("database: db\x00.sqlite3", ""),
+    ],
+    ids=[
+        "nested-lists",
+        "nested-maps",
+        "huge-int",
+        "huge-interval",
+        "nul",
+        "huge-key",
+        "nul-name",
+        "nul-byte",
+    ],
+)
+def test_check_names_the_key_of_any_bad_input_without_a_traceback(
+    tmp_path: Path, tail: str, key: str
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(MINIMAL + tail + "\n", encoding="utf-8")
+
+    done = run_check(config)
+
+    assert done.returncode == EXIT_USER_ERROR
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert lines and all(line.startswith("error: ") for line in lines), done.stderr
+    assert any(line.startswith(f"error: {key}") for line in lines), done.stderr
+
+
+def test_check_reports_each_unreadable_value_once(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        MINIMAL + 'database: "db\\0.sqlite3"\npolling: {concurrency: ' + "9" * 50 + "}\n",
+        encoding="utf-8",
+    )
+
+    lines = run_check(config).stderr.splitlines()
+
+    assert [line.split(":")[1] for line in lines] == [" database", " polling.concurrency"]
+
+
+def test_check_into_a_closed_pipe_ends_quietly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "check", "-c", str(ROOT / "config.yaml.example")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # like `| head -n 0`: every write meets a closed pipe
+    _, err = process.communicate(timeout=60)
+    assert err == ""
+    assert process.returncode != EXIT_OK
+
+
 async def test_fetch_dry_run_prints_new_items_and_leaves_no_database(
     tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -127,6 +213,68 @@ async def test_fetch_records_then_reports_only_what_is_new(
     with sqlite3.connect(tmp_path / "crieur.sqlite3") as conn:
         (count,) = conn.execute("SELECT COUNT(*) FROM entries").fetchone()
     assert count == 2
+
+
+async def crieur_process(*args: str) -> asyncio.subprocess.Process:
+    """Start `crieur` in a process of its own, as an operator's shell would."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def finished(process: asyncio.subprocess.Process) -> tuple[int, str]:
+    """Wait for a process; return its exit code and what it wrote on stderr."""
+    async with asyncio.timeout(60):  # a guard against a hang, not a timing check
+        _, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, err.decode()
+
+
+async def test_a_second_configuration_cannot_take_over_a_database_in_use(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    config = write_config(tmp_path, feed_server)
+    # Another file on the same database, with April only: syncing it would drop Parinux.
+    other = tmp_path / "other.yaml"
+    text = config.read_text(encoding="utf-8")
+    other.write_text(text[: text.index("  parinux:")], encoding="utf-8")
+    release, asked = asyncio.Event(), asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        asked.set()
+        await release.wait()  # the first process stays in its poll until the test is done
+        return web.Response(body=rss([item(1)]), content_type="application/rss+xml")
+
+    feed_server.set_route("/april", held)
+    feed_server.set_feed("/parinux", rss([item(1)]))
+    first = await crieur_process("fetch", "-c", str(config))
+    try:
+        async with asyncio.timeout(60):
+            await asked.wait()  # the first process has the database and polls
+        for command in ("fetch", "run"):
+            code, err = await finished(await crieur_process(command, "-c", str(other)))
+            assert code == EXIT_USER_ERROR
+            (line,) = err.splitlines()
+            assert line.startswith("error: database: ")
+            assert f"belongs to crieur fetch (pid {first.pid})" in line
+        # The same feeds as the process that holds the database: polling them changes nothing.
+        code, err = await finished(await crieur_process("fetch", "-c", str(config), "parinux"))
+        assert (code, err) == (EXIT_OK, "")
+    finally:
+        release.set()
+    assert (await finished(first))[0] == EXIT_OK
+    with sqlite3.connect(tmp_path / "crieur.sqlite3") as conn:
+        active = conn.execute("SELECT organisation FROM feeds WHERE active = 1 ORDER BY 1")
+        assert [row[0] for row in active] == ["april", "parinux"]
+    # Once the first process is gone, the database is free for another configuration.
+    code, _ = await finished(await crieur_process("fetch", "-c", str(other)))
+    assert code == EXIT_OK
 
 
 async def test_fetch_of_a_broken_feed_says_why_and_exits_2(

@@ -277,6 +277,7 @@ async def _assert_room_set_up(client: AsyncClient, room_id: str, catalogue: Cata
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.synapse  # the demo runs its own
 async def test_demo_posts_new_items_into_their_regions_rooms_then_stops_cleanly(
     tmp_path: Path, catalogue: Catalogue
 ) -> None:
@@ -320,6 +321,7 @@ async def test_demo_posts_new_items_into_their_regions_rooms_then_stops_cleanly(
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.synapse  # the demo runs its own
 async def test_ctrl_c_stops_the_demo_and_its_homeserver(tmp_path: Path) -> None:
     async with crieur_demo(tmp_path) as demo:  # in ./.crieur-demo, a relative path
         await demo.read_until("The bot is running")
@@ -334,6 +336,7 @@ async def test_ctrl_c_stops_the_demo_and_its_homeserver(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.synapse  # the demo runs its own
 async def test_a_rerun_keeps_the_password_and_the_rooms(tmp_path: Path) -> None:
     passwords = []
     for _ in range(2):
@@ -354,6 +357,7 @@ async def test_a_rerun_keeps_the_password_and_the_rooms(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.synapse  # the demo runs its own
 async def test_homeserver_dies_with_a_killed_demo(tmp_path: Path) -> None:
     async with crieur_demo(tmp_path, data_dir=tmp_path / "demo") as demo:
         await demo.read_until(r"password\s+\S+")

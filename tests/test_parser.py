@@ -609,6 +609,59 @@ def test_huge_summary_is_capped_outside_any_tag() -> None:
     assert entry.summary_html.rfind("<") < entry.summary_html.rfind(">")
 
 
+# --- character sets ----------------------------------------------------------------------
+
+CYRILLIC_TITLE = "Новости сообщества"
+
+
+def cyrillic_rss(declaration: str = "") -> bytes:
+    """A windows-1251 feed whose only statement of its charset is the HTTP one."""
+    return (
+        f'{declaration}<rss version="2.0"><channel><title>t</title>'
+        f"<item><title>{CYRILLIC_TITLE}</title><guid>1</guid></item></channel></rss>"
+    ).encode("windows-1251")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/xml; charset=windows-1251",
+        'application/rss+xml; charset="windows-1251"',
+        "text/html; charset=windows-1251",
+        "application/octet-stream; charset=WINDOWS-1251",
+    ],
+)
+@pytest.mark.parametrize("declaration", ["", '<?xml version="1.0"?>\n'])
+def test_the_http_charset_decodes_a_feed_that_declares_none(
+    content_type: str, declaration: str
+) -> None:
+    body = cyrillic_rss(declaration)
+
+    (entry,) = parse(body, feed_url=FEED_URL, content_type=content_type)
+
+    assert entry.title == CYRILLIC_TITLE
+
+
+@pytest.mark.parametrize("content_type", [None, "application/rss+xml", "text/xml"])
+def test_without_an_http_charset_the_document_decides(content_type: str | None) -> None:
+    body = (
+        '<?xml version="1.0" encoding="iso-8859-1"?><rss version="2.0"><channel>'
+        "<title>t</title><item><title>Fête à Brest</title><guid>1</guid></item></channel></rss>"
+    )
+
+    (entry,) = parse(body.encode("iso-8859-1"), feed_url=FEED_URL, content_type=content_type)
+
+    assert entry.title == "Fête à Brest"
+
+
+def test_an_unknown_http_charset_falls_back_to_the_document() -> None:
+    body = rss(item("Fête à Brest", guid="1"))
+
+    (entry,) = parse(body, feed_url=FEED_URL, content_type="text/xml; charset=x-no-such-thing")
+
+    assert entry.title == "Fête à Brest"
+
+
 # --- safety and failures -----------------------------------------------------------------
 
 

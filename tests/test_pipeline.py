@@ -11,6 +11,7 @@ import pytest
 
 from bot.config import Organisation, PollingConfig
 from bot.fetcher import Fetcher
+from bot.model import FetchResult
 from bot.pipeline import Pipeline
 from bot.scheduler import PollTiming
 from bot.store import Store
@@ -164,3 +165,75 @@ async def test_permanent_redirect_updates_the_stored_url(bench: Bench) -> None:
     assert feed.url == bench.server.url("/new")
     await bench.poll()
     assert bench.server.hits("/april") == 1
+
+
+async def test_the_http_charset_reaches_the_parser(bench: Bench) -> None:
+    title = "Новости сообщества"
+    body = (
+        '<rss version="2.0"><channel><title>t</title>'
+        f"<item><title>{title}</title><guid>1</guid></item></channel></rss>"
+    ).encode("windows-1251")
+    bench.server.set_feed("/april", body, content_type="text/xml; charset=windows-1251")
+    await bench.poll()
+    ((_, entry),) = await bench.store.latest_entries(["april"], 10)
+    assert entry.title == title
+
+
+async def test_a_feed_the_operator_names_again_is_fetched_from_its_configured_url(
+    bench: Bench,
+) -> None:
+    bench.server.set_feed("/new", rss([item(1)]), etag="moved")
+    bench.server.redirect("/april", "/new", 301)
+    await bench.poll()
+    configured = bench.server.url("/april")
+    # The operator drops the feed, then writes it again (its site is back at the old URL).
+    await bench.store.sync_feeds([("april", bench.server.url("/elsewhere"))])
+    await bench.store.sync_feeds([("april", configured)])
+    bench.server.set_feed("/april", rss([item(2), item(1)]))
+    (feed,) = await bench.store.feeds(["april"])
+    assert (feed.url, feed.etag) == (configured, None)
+    outcome = await bench.poll()
+    assert outcome.status == "new"
+    assert bench.server.hits("/april") == 2
+    # A restart with the same configuration keeps following the redirect it learnt.
+    bench.server.redirect("/april", "/new", 301)
+    await bench.poll()
+    await bench.store.sync_feeds([("april", configured)])
+    (feed,) = await bench.store.feeds(["april"])
+    assert feed.url == bench.server.url("/new")
+
+
+class BrokenFetcher:
+    """A fetcher with a bug: every fetch raises what no poll expects."""
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult:
+        raise RuntimeError("a bug in the fetcher " + "and more " * 100)
+
+
+async def test_an_unexpected_error_counts_as_a_failure_with_a_short_reason(bench: Bench) -> None:
+    polling = PollingConfig(interval=1800)
+    organisations = {"april": Organisation("april", "April", "france", feeds=("x",))}
+    pipeline = Pipeline(
+        bench.store,
+        BrokenFetcher(),
+        organisations,
+        polling,
+        timing=PollTiming(organisations, polling),
+        clock=bench.clock,
+    )
+    (feed,) = await bench.store.feeds(["april"])
+
+    outcome = await pipeline.poll(feed)
+
+    assert outcome.status == "error"
+    (feed,) = await bench.store.feeds(["april"])
+    assert feed.error_count == 1
+    assert feed.next_poll > bench.clock()
+    assert feed.last_error is not None
+    assert feed.last_error.startswith("internal error (RuntimeError: a bug in the fetcher")
+    assert len(feed.last_error) <= 160
+    await pipeline.poll(feed)
+    (feed,) = await bench.store.feeds(["april"])
+    assert feed.error_count == 2

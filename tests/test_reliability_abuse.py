@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reliability import abuse
+
+pytestmark = pytest.mark.synapse  # the scenario runs a homeserver of its own
 
 
 async def test_abuse_from_chat_changes_nothing_and_silences_nobody(tmp_path: Path) -> None:

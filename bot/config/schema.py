@@ -182,8 +182,8 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     """
     if env is None:
         env = os.environ
-    data, duplicates = read_source(path)
-    problems = Problems(duplicates)
+    data, found = read_source(path)
+    problems = Problems(found)
     config = _parse(data, base_dir=path.absolute().parent, env=env, problems=problems)
     return problems.checked(config)
 

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from ..errors import ConfigError
 from .validate import join_key
+from .values import clip
 
 CONFIG_ENV = "CRIEUR_CONFIG"
 DEFAULT_CONFIG_NAME = "config.yaml"
 
+# A configuration is five levels deep at most; PyYAML composes recursively, so a document
+# nested thousands of levels would otherwise end in a RecursionError.
+MAX_DEPTH = 32
+# No configured number needs more; Python refuses to read an int of more than 4,300 digits,
+# and one of more than 308 overflows a float.
+MAX_NUMBER_DIGITS = 32
+
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_INT_TAG = "tag:yaml.org,2002:int"
+_NULL_TAG = "tag:yaml.org,2002:null"
 
 
 def resolve_config_path(arg: str | None, env: Mapping[str, str]) -> Path:
@@ -47,15 +58,92 @@ def read_source(path: Path) -> tuple[object, list[tuple[str, str]]]:
     return load_yaml(text, str(path))
 
 
+class _TooDeep(Exception):
+    """The document nests collections deeper than MAX_DEPTH."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class _Loader(yaml.SafeLoader):
+    """A safe loader that knows the dotted key of the node it composes.
+
+    Values no configuration holds (numbers of more than MAX_NUMBER_DIGITS digits, text with a
+    NUL character) are noted under their key and read as nothing, so that validation does not
+    report them a second time nor choke on them; nesting past MAX_DEPTH stops the reading.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.unreadable: list[tuple[str, str]] = []
+        self._keys: list[str] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """Compose one node with its dotted key known (depth-bounded)."""
+        # PyYAML passes a list item's position, a mapping value's key node, or None for a key.
+        where: object = index
+        key = self._keys[-1] if self._keys else ""
+        if isinstance(where, int):
+            key = join_key(key, f"[{where}]")
+        elif isinstance(where, yaml.ScalarNode):
+            key = join_key(key, clip(str(where.value).replace("\x00", "\\0")))
+        if len(self._keys) >= MAX_DEPTH:
+            raise _TooDeep(key)
+        self._keys.append(key)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._keys.pop()
+
+    def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:  # the anchor's name or None
+        """Compose a scalar; note and blank out one that no configuration value could be."""
+        node: yaml.ScalarNode = super().compose_scalar_node(anchor)
+        value = str(node.value)
+        problem = None
+        if "\x00" in value:
+            problem = "contains a NUL character"
+        elif node.tag == _INT_TAG and len(value) > MAX_NUMBER_DIGITS:
+            problem = f"a number of {len(value):,} digits is too large"
+        if problem is None:
+            return node
+        self.unreadable.append((self._keys[-1], problem))
+        blank = yaml.ScalarNode(_NULL_TAG, "", node.start_mark, node.end_mark)
+        if anchor is not None:
+            self.anchors[anchor] = blank
+        return blank
+
+
 def load_yaml(text: str, source: str) -> tuple[object, list[tuple[str, str]]]:
-    """Parse YAML safely; return the data and the duplicated keys it silently merged."""
-    loader = yaml.SafeLoader(text)
+    """Parse YAML safely; return the data and the problems found in reading it.
+
+    The problems are the values no configuration can hold (read as nothing) and the keys
+    given twice, which YAML would otherwise merge silently.
+    """
+    try:
+        # The reader refuses control characters (a NUL byte) as soon as it is built.
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            [
+                (
+                    "",
+                    f"{source}: invalid YAML at line {line}: character #x{exc.character:04x} "
+                    "is not allowed (a control character)",
+                )
+            ]
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:
             return None, []
-        duplicates = duplicate_keys(node)
+        problems = loader.unreadable + duplicate_keys(node)
         data: object = loader.construct_document(node)
+    except _TooDeep as exc:
+        raise ConfigError(
+            [(exc.key, f"nested more than {MAX_DEPTH} levels deep ({source})")]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -70,7 +158,7 @@ def load_yaml(text: str, source: str) -> tuple[object, list[tuple[str, str]]]:
         raise ConfigError([("", f"{source}: invalid YAML: {exc}")]) from None
     finally:
         loader.dispose()
-    return data, duplicates
+    return data, problems
 
 
 def duplicate_keys(root: yaml.Node) -> list[tuple[str, str]]:

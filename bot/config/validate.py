@@ -39,10 +39,13 @@ class Problems:
 
     def __init__(self, initial: Iterable[tuple[str, str]] = ()) -> None:
         self.items: list[tuple[str, str]] = list(initial)
+        # Problems found in reading the file come first; one key, one problem.
+        self._settled = frozenset(key for key, _ in self.items)
 
     def add(self, key: str, message: str) -> None:
-        """Record one problem."""
-        self.items.append((key, message))
+        """Record one problem, unless reading the file already found one at this key."""
+        if key not in self._settled:
+            self.items.append((key, message))
 
     def checked(self, config: C | None) -> C:
         """Return config, or raise every collected problem."""

@@ -76,7 +76,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise error
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past a float's range
+            raise error from None
     elif isinstance(value, str):
         text = value.strip().lower()
         if len(text) > MAX_SCALAR_TEXT:

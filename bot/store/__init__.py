@@ -9,11 +9,14 @@ from .database import Database, KeyValues
 from .entries import Entries, PollRecord
 from .feeds import Feeds, FeedState
 from .outbox import Outbox
+from .owner import DatabaseInUse, DatabaseLock, same_feeds
 from .rooms import FollowKind, Rooms, RoomState, Subscriptions
 from .sources import FoundSource, RoomSource, RoomSources
 
 __all__ = [
     "Database",
+    "DatabaseInUse",
+    "DatabaseLock",
     "FeedState",
     "FollowKind",
     "FoundSource",
@@ -22,6 +25,7 @@ __all__ = [
     "RoomState",
     "Store",
     "Subscriptions",
+    "same_feeds",
 ]
 
 

@@ -18,6 +18,19 @@ _NOT_MODIFIED = """UPDATE feeds SET error_count = 0, last_error = NULL,
    WHERE id = :id"""
 
 
+# A feed the configuration still names: its row, moved URL and validators included, is kept.
+_KEEP = """INSERT INTO feeds (organisation, config_url, url) VALUES (?, ?, ?)
+   ON CONFLICT (config_url) DO UPDATE SET organisation = excluded.organisation, active = 1,
+       room_source = 0"""
+# A feed named again (or for the first time): fetched from its configured URL; the validators
+# of another URL do not apply to it.
+_RETURN = """INSERT INTO feeds (organisation, config_url, url) VALUES (?, ?, ?)
+   ON CONFLICT (config_url) DO UPDATE SET organisation = excluded.organisation, active = 1,
+       room_source = 0, url = excluded.url,
+       etag = CASE WHEN feeds.url = excluded.url THEN feeds.etag END,
+       last_modified = CASE WHEN feeds.url = excluded.url THEN feeds.last_modified END"""
+
+
 @dataclass(frozen=True, slots=True)
 class FeedState:
     """A feed row: where it lives, its HTTP validators and its health."""
@@ -76,19 +89,20 @@ class Feeds(Repository):
         Room sources are the rooms' own, not the configuration's: they stay as they are. A
         configured URL that rooms already follow becomes the organisation's feed, still
         reaching those rooms; a configured feed that rooms follow and the configuration drops
-        goes on as their room source.
+        goes on as their room source. A permanent redirect is followed for as long as the
+        configuration names the feed it moved; a feed the configuration names again after
+        leaving it out starts from the URL written there, not from where a redirect once sent
+        it.
         """
         wanted = list(feeds)
         async with self._db.transaction() as conn:
+            async with conn.execute(
+                "SELECT config_url FROM feeds WHERE active = 1 AND room_source = 0"
+            ) as cursor:
+                kept = {row[0] for row in await cursor.fetchall()}
             await conn.execute("UPDATE feeds SET active = 0 WHERE room_source = 0")
             for organisation, url in wanted:
-                await conn.execute(
-                    """INSERT INTO feeds (organisation, config_url, url) VALUES (?, ?, ?)
-                       ON CONFLICT (config_url)
-                       DO UPDATE SET organisation = excluded.organisation, active = 1,
-                           room_source = 0""",
-                    (organisation, url, url),
-                )
+                await conn.execute(_KEEP if url in kept else _RETURN, (organisation, url, url))
             await conn.execute(
                 """UPDATE feeds SET room_source = 1, organisation = '', active = 1
                    WHERE room_source = 0 AND active = 0
