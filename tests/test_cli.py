@@ -17,7 +17,7 @@ from tests.feed_server import FeedServer, rss
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def write_config(tmp_path: Path, feed_server: FeedServer) -> Path:
+def write_config(tmp_path: Path, feed_server: FeedServer, *, timeout: str = "2s") -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(
         f"""\
@@ -28,7 +28,7 @@ matrix:
 database: ./crieur.sqlite3
 language: en
 polling:
-  timeout: 2s
+  timeout: {timeout}
   allow_private_networks: true
 regions:
   france: {{name: France}}
@@ -239,7 +239,8 @@ async def finished(process: asyncio.subprocess.Process) -> tuple[int, str]:
 async def test_a_second_configuration_cannot_take_over_a_database_in_use(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
-    config = write_config(tmp_path, feed_server)
+    # The first process's poll is held while the others start: its timeout must outlast them.
+    config = write_config(tmp_path, feed_server, timeout="120s")
     # Another file on the same database, with April only: syncing it would drop Parinux.
     other = tmp_path / "other.yaml"
     text = config.read_text(encoding="utf-8")
