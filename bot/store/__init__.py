@@ -8,6 +8,7 @@ from types import TracebackType
 from .database import Database, KeyValues
 from .entries import Entries, PollRecord
 from .feeds import Feeds, FeedState
+from .filters import FilterChange, Filters, StoredTerm
 from .outbox import Outbox
 from .rooms import FollowKind, Rooms, RoomState, Subscriptions
 from .sources import FoundSource, RoomSource, RoomSources
@@ -15,17 +16,19 @@ from .sources import FoundSource, RoomSource, RoomSources
 __all__ = [
     "Database",
     "FeedState",
+    "FilterChange",
     "FollowKind",
     "FoundSource",
     "PollRecord",
     "RoomSource",
     "RoomState",
     "Store",
+    "StoredTerm",
     "Subscriptions",
 ]
 
 
-class Store(Feeds, Entries, Rooms, RoomSources, Outbox, KeyValues):
+class Store(Feeds, Entries, Rooms, RoomSources, Filters, Outbox, KeyValues):
     """The bot's database: every repository's methods, over one shared connection."""
 
     # Each concern is its own class and can be used alone (Rooms(db)); the rest of the code is
