@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
+from . import i18n_filters
 from .config import Language
 
 # The communities Crieur serves are French (L'Agenda du Libre), so dates are shown in Paris time
@@ -195,6 +196,7 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
         "list.and": "{head} et {last}",
         "list.or": "{head} ou {last}",
         "list.quote": "« {text} »",
+        **i18n_filters.FR,
     }
 )
 
@@ -350,6 +352,7 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "list.and": "{head} and {last}",
         "list.or": "{head} or {last}",
         "list.quote": "“{text}”",
+        **i18n_filters.EN,
     }
 )
 
