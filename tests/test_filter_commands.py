@@ -17,21 +17,14 @@ NO_FILTERS = "This room has no filters: it receives everything it follows."
 
 
 @pytest.fixture
-def catalogue() -> Catalogue:
-    return Catalogue(REGIONS, ORGANISATIONS)
-
-
-@pytest.fixture
-async def store(tmp_path: Path, catalogue: Catalogue) -> AsyncIterator[Store]:
-    db = await Store.open(tmp_path / "crieur.sqlite3")
-    await db.sync_feeds((org.slug, url) for org in catalogue.organisations for url in org.feeds)
-    yield db
-    await db.close()
-
-
-@pytest.fixture
-def bot(store: Store, catalogue: Catalogue) -> Bot:
-    return Bot(store, catalogue)
+async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
+    """The command handler of test_commands, over a database holding the catalogue's feeds."""
+    catalogue = Catalogue(REGIONS, ORGANISATIONS)
+    async with await Store.open(tmp_path / "crieur.sqlite3") as store:
+        await store.sync_feeds(
+            (org.slug, url) for org in catalogue.organisations for url in org.feeds
+        )
+        yield Bot(store, catalogue)
 
 
 async def listed(bot: Bot) -> list[str]:
@@ -102,10 +95,8 @@ async def test_the_source_is_an_organisation_or_region_named_ignoring_case_and_a
     ]
 
 
-async def test_the_source_may_be_one_of_the_rooms_own_feeds_by_title_or_url(
-    bot: Bot, store: Store
-) -> None:
-    await store.add_room_source(
+async def test_the_source_may_be_one_of_the_rooms_own_feeds_by_title_or_url(bot: Bot) -> None:
+    await bot.store.add_room_source(
         ROOM,
         "https://lug.example/",
         FoundSource("https://lug.example/feed/", "Mon LUG", None, []),
@@ -186,7 +177,8 @@ async def test_malformed_input_is_answered_and_changes_nothing(
     assert (await bot.ask("!filter", sender=MEMBER)).startswith(NO_FILTERS)
 
 
-async def test_status_says_how_many_items_filters_held_back(bot: Bot, store: Store) -> None:
+async def test_status_says_how_many_items_filters_held_back(bot: Bot) -> None:
+    store = bot.store
     await store.follow(ROOM, "organisation", "april", now=NOW)
     (april,) = await store.feeds(["april"])
     options = {
@@ -210,8 +202,8 @@ async def test_status_says_how_many_items_filters_held_back(bot: Bot, store: Sto
     assert "The filters have held back 2 items so far." in await bot.ask("!filter")
 
 
-async def test_answers_in_french(store: Store, catalogue: Catalogue) -> None:
-    bot = Bot(store, catalogue, language="fr")
+async def test_answers_in_french(bot: Bot) -> None:
+    bot = Bot(bot.store, Catalogue(REGIONS, ORGANISATIONS), language="fr")
     answer = await bot.ask("!filtre +logiciel -emploi")
     assert answer.splitlines()[:3] == [
         "Filtre mis à jour : Tout le salon.",

@@ -23,12 +23,6 @@ async def crieur(
     await made.stop_all()
 
 
-@pytest.fixture
-async def alice(matrix_client: ClientFactory) -> AsyncClient:
-    """Creates the rooms: in room version 12 their creator, hence a moderator."""
-    return await matrix_client("alice")
-
-
 def bodies(crieur: Crieur, events: list[Event]) -> list[str]:
     return [str(content(post)["body"]) for post in posts_from(events, crieur.user_id)]
 
@@ -38,8 +32,9 @@ def summed_up(crieur: Crieur, events: list[Event], count: int) -> bool:
 
 
 async def test_a_rooms_filters_hold_back_what_they_leave_out_and_the_digest_counts_the_rest(
-    crieur: Crieur, alice: AsyncClient
+    crieur: Crieur, matrix_client: ClientFactory
 ) -> None:
+    alice = await matrix_client("alice")  # creates the rooms: in room version 12, a moderator
     filtered = await bot_room(alice, crieur)
     plain = await bot_room(alice, crieur)
     await crieur.start(rooms={"ile-de-france": [filtered, plain]}, max_posts_per_poll=2)

@@ -91,7 +91,7 @@ async def test_a_term_given_again_is_not_counted_twice_and_takes_its_new_sign(
 ) -> None:
     await add(store, ROOM, ROOM_WIDE, "+linux", "+bsd")
     change = await add(store, ROOM, ROOM_WIDE, "+LINUX", "-bsd", "+hurd")
-    assert change == FilterChange(added=1, switched=1, total=3)
+    assert change == FilterChange(new=1, switched=1, total=3)
     listed = [(s.term.key, s.term.keep) for s in await store.room_filters(ROOM)]
     assert listed == [("linux", True), ("bsd", False), ("hurd", True)]
 
@@ -100,9 +100,9 @@ async def test_the_cap_counts_every_scope_and_refuses_without_writing(store: Sto
     await add(store, ROOM, ROOM_WIDE, "+a", "+b", cap=4)
     await add(store, ROOM, APRIL, "+c", cap=4)
     change = await add(store, ROOM, APRIL, "+d", '+"e f"', cap=4)
-    assert change == FilterChange(added=0, switched=0, total=3, refused=True)
+    assert change == FilterChange(new=2, switched=0, total=3, refused=True)
     assert len(await store.room_filters(ROOM)) == 3
-    assert await add(store, ROOM, APRIL, "+d", cap=4) == FilterChange(added=1, switched=0, total=4)
+    assert await add(store, ROOM, APRIL, "+d", cap=4) == FilterChange(new=1, switched=0, total=4)
 
 
 async def test_clearing_removes_one_scope_or_all_of_a_rooms_filters(store: Store) -> None:

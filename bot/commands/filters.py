@@ -19,7 +19,7 @@ from ..config import Region
 from ..errors import CommandError
 from ..filters import MAX_TERMS, ROOM_WIDE, Scope, Term, words
 from ..i18n import plural_key
-from ..store import RoomSource, StoredTerm
+from ..store import RoomSource
 from .context import Context, Reply
 from .lines import Lines, one_line, shown
 from .names import unknown_name
@@ -74,17 +74,17 @@ async def filter_command(ctx: Context, args: Arguments) -> Reply:
         ctx.room_id, scope, typed, now=ctx.now, max_terms=MAX_TERMS
     )
     if change.refused:
-        known = {s.term.key for s in await ctx.store.room_filters(ctx.room_id) if s.scope == scope}
         raise CommandError(
             "filter.too_many",
             max=MAX_TERMS,
             count=change.total,
-            adding=len({term.key for term, _ in typed} - known),
+            adding=change.new,
             clear=f"{ctx.command('filter')} {CLEAR}",
         )
-    log.info("room %s filter of %s: %d added", ctx.room_id, scope, change.added + change.switched)
+    changed = change.new + change.switched
+    log.info("room %s: %d terms changed in its %s filter", ctx.room_id, changed, scope.kind)
     out = Lines(ctx.language)
-    out.add("filter.updated" if change.added or change.switched else "filter.unchanged", scope=name)
+    out.add("filter.updated" if changed else "filter.unchanged", scope=name)
     return await _listing(ctx, out)
 
 
@@ -208,7 +208,7 @@ async def _listing(ctx: Context, out: Lines) -> Reply:
 
 async def filter_status_line(ctx: Context, out: Lines) -> None:
     """Add to `!status` how many words the room filters on and what they held back."""
-    stored: Sequence[StoredTerm] = await ctx.store.room_filters(ctx.room_id)
+    stored = await ctx.store.room_filters(ctx.room_id)
     held = await ctx.store.held_back(ctx.room_id)
     if stored or held:
         key = plural_key(ctx.language, "filter.status", held)

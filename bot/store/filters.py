@@ -25,7 +25,7 @@ class StoredTerm:
 class FilterChange:
     """What adding terms did, or why it did nothing."""
 
-    added: int  # terms new to the scope
+    new: int  # terms new to the scope: added, or that would have been when refused
     switched: int  # terms already there with the other sign, now with the new one
     total: int  # the room's terms afterwards; when refused, the number it has now
     refused: bool = False  # the room's cap would be passed: nothing was written
@@ -109,7 +109,7 @@ class Filters(Repository):
             switched = {t.key for t, _ in terms if t.key in present and present[t.key] != t.keep}
             total = len(rows) + len(new)
             if total > max_terms:
-                return FilterChange(0, 0, len(rows), refused=True)
+                return FilterChange(len(new), 0, len(rows), refused=True)
             await conn.executemany(
                 """INSERT INTO filters (room_id, scope_kind, scope, term, shown, keep, created)
                    VALUES (?, ?, ?, ?, ?, ?, ?)
