@@ -51,9 +51,10 @@ async def applying_filters(
         {"org": feed.organisation, "region": region, "feed": str(feed.id)},
     ) as cursor:
         rows = await cursor.fetchall()
+    targets = set(rooms)
     grouped: dict[str, dict[tuple[str, str], list[Term]]] = {}
     for row in rows:
-        if row["room_id"] in rooms:
+        if row["room_id"] in targets:
             scopes = grouped.setdefault(row["room_id"], {})
             scopes.setdefault((row["scope_kind"], row["scope"]), []).append(_term(row))
     return {
