@@ -13,6 +13,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Final, Literal
 
+from . import i18n_filters
 from .config import Language
 from .zones import Zone, utc_offset
 
@@ -211,6 +212,7 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
         "list.and": "{head} et {last}",
         "list.or": "{head} ou {last}",
         "list.quote": "« {text} »",
+        **i18n_filters.FR,
     }
 )
 
@@ -386,6 +388,7 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
         "list.and": "{head} and {last}",
         "list.or": "{head} or {last}",
         "list.quote": "“{text}”",
+        **i18n_filters.EN,
     }
 )
 

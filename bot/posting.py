@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from .filters import Filter, Text, keeps_all
 from .model import Entry
 
 
@@ -57,6 +58,53 @@ def target_rooms(audience: Audience) -> list[str]:
     following = audience.region_followers | audience.organisation_followers
     chosen = (following - audience.muted) | audience.source_followers
     return sorted(chosen - audience.departed)
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What each target room gets of a plan once its filters are applied."""
+
+    shares: tuple[tuple[tuple[str, ...], PostingPlan], ...]  # rooms, and the plan they share
+    held_back: Mapping[str, int]  # room → fresh entries its filters kept out of it
+
+
+def route(
+    plan: PostingPlan,
+    rooms: Sequence[str],
+    filters: Mapping[str, Sequence[Filter]],
+    *,
+    max_posts: int,
+) -> Routing:
+    """Apply each room's filters to a plan: what passes is posted, capped, then summed up.
+
+    `filters` holds, per room, the filters that apply to this feed (the room's own, its
+    region's, organisation's or feed's); a room without any gets the plan as it is. The cap
+    and the "… and N more" count are taken over what passes, so a filtered room is never told
+    of items it would not have been shown.
+    """
+    plain = tuple(room for room in rooms if not filters.get(room))
+    shares: list[tuple[tuple[str, ...], PostingPlan]] = [(plain, plan)] if plain else []
+    held_back: dict[str, int] = {}
+    fresh = (*plan.post, *plan.digest)
+    texts: dict[str, Text] = {}  # an entry's words are read once, however many rooms ask
+    limit = max(max_posts, 0)
+    for room in rooms:
+        applying = filters.get(room)
+        if not applying:
+            continue
+        kept: list[Entry] = []
+        for entry in fresh:
+            text = texts.get(entry.key)
+            if text is None:
+                text = texts[entry.key] = Text.of(entry)
+            if keeps_all(applying, text):
+                kept.append(entry)
+        if len(kept) < len(fresh):
+            held_back[room] = len(fresh) - len(kept)
+        if kept:
+            room_plan = PostingPlan(tuple(kept[:limit]), tuple(kept[limit:]), plan.too_old)
+            shares.append(((room,), room_plan))
+    return Routing(tuple(shares), held_back)
 
 
 def transaction_id(room_id: str, feed_id: int, key: str) -> str:

@@ -36,7 +36,7 @@ SHORT_BURST = 200
 # Commands of the flood: cheap ones and state-changing ones a non-moderator may not run.
 FLOOD = ("!status", "!subscriptions", "!orgs", "!latest april", "!subscribe april", "!help")
 # State the chat commands can change; kv (sync token) and the feed tables move by themselves.
-STATE_TABLES = ("follows", "mutes", "rooms")
+STATE_TABLES = ("follows", "mutes", "rooms", "filters")
 GUESTS = 8  # people sending the permission and odd-argument checks in turn, BURST each
 ASK_PAUSE = 1.0  # seconds the other person waits after an answer before asking again
 HUGE = 60_000  # characters: Synapse refuses events over 64 KiB, so 100 KB never reaches the bot
@@ -235,17 +235,22 @@ def state_changing() -> list[CommandSpec]:
     return [spec for spec in build_registry().specs if spec.changes_state]
 
 
+def permission_arguments(spec: CommandSpec) -> tuple[str, ...]:
+    """What a state-changing command is tried with; a bare call that only reads is not."""
+    # Names the room follows (a region, one of its organisations) and one it does not follow.
+    arguments = ("april", "parinux", "ile de france", "")
+    return tuple(argument for argument in arguments if argument or not spec.reads_when_bare)
+
+
 async def permissions(stage: Stage, *, pace: float) -> PermissionResult:
     """Send every spelling of every state-changing command as a non-moderator."""
     refusal = t(LANGUAGE, "error.permission", level=50)
     before = await asyncio.to_thread(stage.state)
-    # Names the room follows (a region, one of its organisations) and one it does not follow.
-    arguments = ("april", "parinux", "ile de france", "")
     bodies = [
         f"!{word} {argument}".rstrip()
         for spec in state_changing()
         for word in (spec.name, *spec.aliases)
-        for argument in arguments
+        for argument in permission_arguments(spec)
     ]
     result = PermissionResult(bodies, 0, [], [], False, False)
     senders = itertools.cycle([await stage.person(f"guest{index}") for index in range(GUESTS)])

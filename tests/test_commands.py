@@ -185,10 +185,12 @@ async def test_help_lists_every_command_and_marks_moderators_only_ones(
     for spec in specs:
         line = lines[f"!{spec.name}"]
         assert t(language, spec.description) in line
-        assert (marker in line) == (spec.changes_state and not spec.admins_only)
+        only_moderators = spec.changes_state and not spec.admins_only
+        assert (marker in line) == (only_moderators and not spec.reads_when_bare)
     assert {"!subscribe", "!unsubscribe"} == {
         name for name, line in lines.items() if marker in line
     }
+    assert t(language, "help.moderators_to_change") in lines["!filter"]
     assert t(language, "help.admins_only") in lines["!trust"]
     assert t(language, "help.header") in text
     assert markup is not None and "<code>!subscribe " in markup

@@ -24,7 +24,10 @@ async def test_abuse_from_chat_changes_nothing_and_silences_nobody(tmp_path: Pat
     log = result.log
 
     refused = result.permissions
-    assert len(refused.sent) == sum(4 * (1 + len(spec.aliases)) for spec in abuse.state_changing())
+    assert len(refused.sent) == sum(
+        len(abuse.permission_arguments(spec)) * (1 + len(spec.aliases))
+        for spec in abuse.state_changing()
+    )
     assert refused.sent, "the registry marks no command as changing state"
     assert refused.unanswered == [], log
     assert refused.wrong_answers == []

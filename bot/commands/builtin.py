@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .catalogue import latest_command, orgs_command, regions_command
+from .filters import filter_command
 from .registry import Handler, Registry
 from .status import status_command
 from .subscriptions import subscribe_command, subscriptions_command, unsubscribe_command
@@ -22,6 +23,14 @@ def build_registry() -> Registry:
     registry.declare("subscriptions", subscriptions_command, aliases=("subs", "abonnements"))
     registry.declare(
         "latest", latest_command, aliases=("derniers",), usage="usage.latest", min_args=1
+    )
+    registry.declare(
+        "filter",
+        filter_command,
+        aliases=("filtre",),
+        usage="usage.filter",
+        changes_state=True,
+        reads_when_bare=True,
     )
     registry.declare("status", status_command, aliases=("etat",))
     registry.declare(

@@ -180,7 +180,8 @@ class Commands:
             if spec.admins_only and not context.is_admin:
                 log.info("refused %s to %s in %s (event %s)", name, sender, room_id, event_id)
                 raise CommandError("error.admins_only")
-            if spec.changes_state and not await self._may_manage(room, context):
+            changes = spec.changes_state and not (spec.reads_when_bare and not arguments.tokens)
+            if changes and not await self._may_manage(room, context):
                 log.info("refused %s to %s in %s (event %s)", name, sender, room_id, event_id)
                 raise CommandError("error.permission", level=self._manage_power_level)
             if len(arguments.tokens) < spec.min_args:
@@ -206,7 +207,7 @@ class Commands:
         tokens = tokenise(remainder)
         if any(len(token.text) > MAX_ARGUMENT for token in tokens):
             raise CommandError("error.argument_too_long", max=MAX_ARGUMENT)
-        return Arguments(tokens)
+        return Arguments(tokens, remainder)
 
     def _near_miss(self, word: str, names: list[str]) -> CommandError:
         """Return the answer to a mistyped command: "did you mean …?"."""

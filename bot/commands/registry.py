@@ -39,6 +39,7 @@ class Arguments:
     """The arguments of a command, as words and as the text they came from."""
 
     tokens: tuple[Token, ...]
+    raw: str = ""  # the text after the command word, for commands with a grammar of their own
 
     @property
     def text(self) -> str:
@@ -78,6 +79,7 @@ class CommandSpec:
     changes_state: bool = False  # moderators only
     admins_only: bool = False  # the admins of matrix.admins only
     min_args: int = 0
+    reads_when_bare: bool = False  # without arguments it only shows: anyone may run it
 
 
 class Registry:
@@ -98,6 +100,7 @@ class Registry:
         changes_state: bool = False,
         admins_only: bool = False,
         min_args: int = 0,
+        reads_when_bare: bool = False,
     ) -> None:
         """Declare `handler` as the command `name`; help lists commands in declaration order."""
         spec = CommandSpec(
@@ -109,6 +112,7 @@ class Registry:
             changes_state=changes_state,
             admins_only=admins_only,
             min_args=min_args,
+            reads_when_bare=reads_when_bare,
         )
         keys = [normalise(word) for word in (name, *aliases)]
         for key in keys:
@@ -156,6 +160,8 @@ class Registry:
             notes = [ctx.t(spec.description)]
             if spec.admins_only:
                 notes.append(ctx.t("help.admins_only"))
+            elif spec.changes_state and spec.reads_when_bare:
+                notes.append(ctx.t("help.moderators_to_change"))
             elif spec.changes_state:
                 notes.append(ctx.t("help.moderators_only"))
             if spec.aliases:

@@ -8,6 +8,7 @@ from typing import Final
 from ..i18n import plural, plural_key, t_html
 from ..store import FeedState
 from .context import Context, Reply
+from .filters import filter_status_line
 from .lines import Lines, date_of, escape, one_line
 from .registry import Arguments
 from .sources import title_of
@@ -53,6 +54,7 @@ async def status_command(ctx: Context, args: Arguments) -> Reply:
             for feed in healthy:
                 _feed_line(ctx, out, feed)
     await _delivery_lines(ctx, out)
+    await filter_status_line(ctx, out)
     bot_encrypts, room_encrypted = ctx.encryption
     if not bot_encrypts:
         out.add("status.encryption_off")

@@ -8,6 +8,7 @@ from types import TracebackType
 from .database import Database, KeyValues
 from .entries import Entries, PollRecord
 from .feeds import Feeds, FeedState
+from .filters import FilterChange, Filters, StoredTerm
 from .outbox import Outbox
 from .owner import DatabaseInUse, DatabaseLock, same_feeds
 from .rooms import FollowKind, Rooms, RoomState, Subscriptions
@@ -18,18 +19,20 @@ __all__ = [
     "DatabaseInUse",
     "DatabaseLock",
     "FeedState",
+    "FilterChange",
     "FollowKind",
     "FoundSource",
     "PollRecord",
     "RoomSource",
     "RoomState",
     "Store",
+    "StoredTerm",
     "Subscriptions",
     "same_feeds",
 ]
 
 
-class Store(Feeds, Entries, Rooms, RoomSources, Outbox, KeyValues):
+class Store(Feeds, Entries, Rooms, RoomSources, Filters, Outbox, KeyValues):
     """The bot's database: every repository's methods, over one shared connection."""
 
     # Each concern is its own class and can be used alone (Rooms(db)); the rest of the code is

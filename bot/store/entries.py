@@ -8,9 +8,10 @@ from dataclasses import dataclass, replace
 import aiosqlite
 
 from ..model import Entry
-from ..posting import Audience, plan_posting, target_rooms
+from ..posting import Audience, plan_posting, route, target_rooms
 from .database import Repository
 from .feeds import FeedState
+from .filters import applying_filters, count_held_back
 from .outbox import queue_deliveries
 from .rooms import audience, source_followers
 from .rows import entry_from_row, epoch
@@ -28,6 +29,7 @@ class PollRecord:
     too_old: int  # new entries older than max_age: recorded, not posted
     digested: int  # new entries beyond max_posts_per_poll, summed up in one line
     deliveries: int  # outbox rows added
+    held_back: int = 0  # (room, entry) pairs that rooms' filters kept out
 
 
 async def insert_unseen(
@@ -105,9 +107,15 @@ class Entries(Repository):
                 new_entries, now=now, max_age=max_age, max_posts=max_posts, seeded=seeded
             )
             deliveries = 0
+            held_back: dict[str, int] = {}
             if plan.post or plan.digest:
                 rooms = target_rooms(await _audience(conn, feed, region))
-                deliveries = await queue_deliveries(conn, feed, rooms, plan, now)
+                filters = await applying_filters(conn, feed, region, rooms)
+                routing = route(plan, rooms, filters, max_posts=max_posts)
+                for sharing, room_plan in routing.shares:
+                    deliveries += await queue_deliveries(conn, feed, sharing, room_plan, now)
+                held_back = dict(routing.held_back)
+                await count_held_back(conn, held_back)
             await conn.execute(
                 """UPDATE feeds SET initialised = 1, error_count = 0, last_error = NULL,
                        last_attempt = :now, last_success = :now, next_poll = :next,
@@ -131,6 +139,7 @@ class Entries(Repository):
             too_old=len(plan.too_old),
             digested=len(plan.digest),
             deliveries=deliveries,
+            held_back=sum(held_back.values()),
         )
 
     async def latest_entries(

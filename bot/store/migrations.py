@@ -126,7 +126,38 @@ async def add_room_sources(conn: aiosqlite.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Step, ...] = (create_base_tables, add_room_state, add_room_sources)
+async def add_filters(conn: aiosqlite.Connection) -> None:
+    """Let rooms keep only the items they want: filter terms, and what they held back."""
+    await _execute_all(
+        conn,
+        [
+            # scope_kind 'room' (scope ''), 'region' or 'organisation' (a slug), 'feed' (its id).
+            """CREATE TABLE filters (
+                room_id TEXT NOT NULL,
+                scope_kind TEXT NOT NULL
+                    CHECK (scope_kind IN ('room', 'region', 'organisation', 'feed')),
+                scope TEXT NOT NULL,
+                term TEXT NOT NULL,
+                shown TEXT NOT NULL,
+                keep INTEGER NOT NULL,
+                created REAL NOT NULL,
+                PRIMARY KEY (room_id, scope_kind, scope, term)
+            )""",
+            "CREATE INDEX filters_by_scope ON filters (scope_kind, scope)",
+            """CREATE TABLE filter_tallies (
+                room_id TEXT PRIMARY KEY,
+                held_back INTEGER NOT NULL DEFAULT 0
+            )""",
+        ],
+    )
+
+
+MIGRATIONS: tuple[Step, ...] = (
+    create_base_tables,
+    add_room_state,
+    add_room_sources,
+    add_filters,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

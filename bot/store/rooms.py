@@ -182,9 +182,9 @@ class Rooms(Repository):
         return [row["room_id"] for row in rows]
 
     async def move_room(self, old_room_id: str, new_room_id: str) -> None:
-        """Carry a room's follows, mutes, own feeds and pending messages to its replacement."""
+        """Carry a room's follows, mutes, feeds, filters and pending messages to its new room."""
         async with self._db.transaction() as conn:
-            for table in ("follows", "mutes", "room_sources"):
+            for table in ("follows", "mutes", "room_sources", "filters", "filter_tallies"):
                 await conn.execute(
                     f"UPDATE OR IGNORE {table} SET room_id = ? WHERE room_id = ?",
                     (new_room_id, old_room_id),

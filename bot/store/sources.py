@@ -142,6 +142,11 @@ class RoomSources(Repository):
             )
             removed = cursor.rowcount > 0
             await cursor.close()
+            # Its filter in that room goes with it: it would filter nothing, yet count.
+            await conn.execute(
+                "DELETE FROM filters WHERE room_id = ? AND scope_kind = 'feed' AND scope = ?",
+                (room_id, str(feed_id)),
+            )
             # Its entries stay: they are what `!latest` shows if a room adds it again.
             await conn.execute(
                 """UPDATE feeds SET active = 0 WHERE id = ? AND room_source = 1
