@@ -72,10 +72,11 @@ async def run_bot(
             listener=_MatrixEvents(signals, metrics, redactor),
             encryption_off_notice=t(config.language, "bot.encryption_off"),
         )
+        if redactor is not None:
+            # Before the first request: resuming the session sends the stored token.
+            redactor.add(await store.get_value(KEY_ACCESS_TOKEN))
         try:
             await bot.start()
-            if redactor is not None:
-                redactor.add(await store.get_value(KEY_ACCESS_TOKEN))
             async with Fetcher(config.polling) as fetcher:
                 try:
                     await _serve(config, store, bot, fetcher, catalogue, metrics, signals, on_ready)

@@ -14,6 +14,7 @@ from ..discovery import Discovery, FoundFeed, check_url
 from ..errors import CommandError, InvalidURL
 from ..i18n import join_list, quote
 from ..model import Entry
+from ..redact import mask_url
 from ..scheduler import next_slot
 from ..store import FeedState, FoundSource, RoomSource
 from .context import Context, Reply
@@ -39,7 +40,7 @@ def title_of(feed: FeedState) -> str:
 
 
 def _url_shown(url: str) -> str:
-    return one_line(url, MAX_URL_SHOWN)
+    return one_line(mask_url(url), MAX_URL_SHOWN)
 
 
 async def subscribe_url(ctx: Context, text: str) -> Reply:

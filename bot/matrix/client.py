@@ -22,10 +22,12 @@ from nio.crypto import ENCRYPTION_ENABLED
 
 from ..config import MatrixConfig
 from ..errors import HomeserverUnavailable, RoomUnavailable, SendError
+from ..files import private_dir
 from ..store import Store
 from .answers import Answers, send_answers
 from .crypto import Crypto, DeviceTrust, Identity
 from .membership import Memberships
+from .private_store import private_store_class
 from .protocols import CommandHandler, MatrixListener, QuietListener
 from .requests import REQUEST_TIMEOUT, describe, response_error, send_message
 from .rooms import RoomStates
@@ -62,7 +64,7 @@ class MatrixBot:
             )
         store_path = data_dir / "matrix-store"
         if self._encryption:
-            store_path.mkdir(parents=True, exist_ok=True)
+            private_dir(store_path)
         self._client = client = AsyncClient(
             config.homeserver.rstrip("/"),
             config.user_id,
@@ -75,6 +77,7 @@ class MatrixBot:
                 request_timeout=REQUEST_TIMEOUT,
                 encryption_enabled=self._encryption,
                 store_sync_tokens=False,  # the token lives in our store, with our state
+                **({"store": private_store_class()} if self._encryption else {}),
             ),
         )
         self._store = store
