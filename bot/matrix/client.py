@@ -135,6 +135,12 @@ class MatrixBot:
             withheld=withheld,
         )
         self._send_locks: dict[str, asyncio.Lock] = {}
+        self._admin_room: str | None = None
+
+    @property
+    def admin_room(self) -> str | None:
+        """The room id of matrix.admin_room once joined (None without one)."""
+        return self._admin_room
 
     @property
     def user_id(self) -> str:
@@ -176,6 +182,8 @@ class MatrixBot:
             log.info("end-to-end encryption off: encrypted rooms get nothing")
         invites = await self._sync.first_sync()
         await self._memberships.join_config_rooms()
+        if self._config.admin_room is not None:
+            self._admin_room = await self._memberships.join_admin_room(self._config.admin_room)
         # After the configured joins, which may have been pending invites themselves.
         for room_id, inviter in invites.items():
             await self._memberships.invited(room_id, inviter)
