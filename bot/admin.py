@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Final, Protocol
+from typing import Final
 
 from .catalogue import Catalogue
 from .config import Language
+from .dispatcher import Sender
 from .errors import SendError
 from .i18n import format_date
 from .pipeline import PollOutcome
@@ -54,12 +55,6 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 MESSAGES: Final[Mapping[Language, Mapping[str, str]]] = MappingProxyType({"fr": _FR, "en": _EN})
-
-
-class Sender(Protocol):
-    """Sends one message; raises a SendError subclass when the homeserver did not take it."""
-
-    async def send_notice(self, room_id: str, content: dict[str, Any], txn_id: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
