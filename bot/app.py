@@ -7,8 +7,10 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from .admin import AdminReports
 from .catalogue import Catalogue
 from .commands import Commands, RoomSourcesPolicy
 from .config import Config
@@ -59,6 +61,12 @@ async def _run_bot(
         )
         await fit_to_intervals(store, PollTiming(config.organisations, config.polling))
         signals = DispatcherSignals()
+        reports = AdminReports(
+            store,
+            catalogue,
+            language=config.language,
+            report_after=config.polling.report_after,
+        )
         commands = Commands(
             store,
             catalogue,
@@ -78,16 +86,24 @@ async def _run_bot(
             data_dir=data_dir_for(config),
             region_rooms={slug: region.rooms for slug, region in config.regions.items()},
             commands=commands,
-            listener=_MatrixEvents(signals, metrics, redactor),
+            listener=_MatrixEvents(signals, metrics, redactor, reports),
             encryption_off_notice=t(config.language, "bot.encryption_off"),
         )
+        if redactor is not None:
+            # Before the first request: resuming the session sends the stored token.
+            redactor.add(await store.get_value(KEY_ACCESS_TOKEN))
         try:
             await bot.start()
-            if redactor is not None:
-                redactor.add(await store.get_value(KEY_ACCESS_TOKEN))
             async with Fetcher(config.polling) as fetcher:
                 try:
-                    await _serve(config, store, bot, fetcher, catalogue, metrics, signals, on_ready)
+                    await _serve(
+                        config,
+                        store,
+                        bot,
+                        fetcher,
+                        _Parts(catalogue, metrics, signals, reports),
+                        on_ready,
+                    )
                 except ExceptionGroup as group:
                     # A database that cannot be written stops every task: say why in one line.
                     unusable, _ = group.split(StoreError)
@@ -101,16 +117,25 @@ async def _run_bot(
         log.info("stopped")
 
 
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """What run_bot made before the Matrix client, for _serve."""
+
+    catalogue: Catalogue
+    metrics: Metrics
+    signals: DispatcherSignals
+    reports: AdminReports
+
+
 async def _serve(
     config: Config,
     store: Store,
     bot: MatrixBot,
     fetcher: Fetcher,
-    catalogue: Catalogue,
-    metrics: Metrics,
-    signals: DispatcherSignals,
+    parts: _Parts,
     on_ready: Callable[[], None] | None,
 ) -> None:
+    catalogue, metrics, signals = parts.catalogue, parts.metrics, parts.signals
     dispatcher = Dispatcher(
         store,
         CountingSender(bot, metrics),
@@ -130,7 +155,7 @@ async def _serve(
         config.polling,
         timing=PollTiming(config.organisations, config.polling),
         clock=time.time,
-        listeners=(wake_dispatcher, metrics.observe_poll),
+        listeners=(wake_dispatcher, metrics.observe_poll, parts.reports.poll_seen),
     )
     scheduler = Scheduler(
         store,
@@ -156,6 +181,8 @@ async def _serve(
             await dispatcher.drain()
         group.create_task(dispatcher.run(), name="dispatcher")
         group.create_task(scheduler.run(), name="scheduler")
+        if bot.admin_room is not None:
+            group.create_task(parts.reports.run(bot, bot.admin_room), name="admin reports")
         log.info(
             "running as %s: %d organisations, %d feeds",
             bot.user_id,
@@ -167,14 +194,20 @@ async def _serve(
 
 
 class _MatrixEvents:
-    """Passes what the Matrix side sees to the dispatcher, the metrics and the log redactor."""
+    """Passes what the Matrix side sees to the dispatcher, the metrics, the log redactor and
+    matrix.admin_room."""
 
     def __init__(
-        self, signals: DispatcherSignals, metrics: Metrics, redactor: RedactSecrets | None
+        self,
+        signals: DispatcherSignals,
+        metrics: Metrics,
+        redactor: RedactSecrets | None,
+        reports: AdminReports,
     ) -> None:
         self._signals = signals
         self._metrics = metrics
         self._redactor = redactor
+        self._reports = reports
 
     def joined(self, room_id: str) -> None:
         """A room the bot (re)joins may hold paused messages: send them now, not at the tick."""
@@ -202,7 +235,12 @@ class _MatrixEvents:
         self._metrics.untrusted_command()
 
     def identity_replaced(self, warning: str) -> None:
-        """The Matrix side has logged the warning; matrix.admin_room will be told here."""
+        """The Matrix side has logged the warning; matrix.admin_room is told."""
+        self._reports.identity_replaced(warning)
+
+    def room_left(self, room_id: str, reason: str) -> None:
+        """Tell matrix.admin_room (the Matrix side has logged it and paused the room)."""
+        self._reports.room_left(room_id, reason)
 
 
 def _first(group: BaseExceptionGroup[StoreError]) -> StoreError:

@@ -20,6 +20,7 @@ from .fetcher import Fetcher
 from .logs import RedactSecrets, setup_logging
 from .opml import OpmlOutline, opml_to_yaml, read_opml, write_opml
 from .pipeline import Pipeline, PollOutcome
+from .redact import mask_url, mask_urls
 from .scheduler import PollTiming
 from .store import DatabaseLock, Store, same_feeds
 
@@ -276,7 +277,8 @@ def print_outcomes(
         region = catalogue.region_of(organisation)
         print(f"{organisation.name} ({region.name})", file=out)
         for outcome in polls:
-            print(f"  {outcome.feed.url}: {describe(outcome, dry_run=dry_run)}", file=out)
+            shown = mask_url(outcome.feed.url)
+            print(f"  {shown}: {describe(outcome, dry_run=dry_run)}", file=out)
             if outcome.record is not None:
                 for entry in outcome.record.new_entries:
                     when = entry.published.strftime("%Y-%m-%d %H:%M") if entry.published else "?"
@@ -289,7 +291,7 @@ def describe(outcome: PollOutcome, *, dry_run: bool) -> str:
     """Return a one-line account of a poll."""
     record = outcome.record
     if outcome.status == "error":
-        return f"error: {outcome.error}"
+        return f"error: {mask_urls(outcome.error or '')}"
     if outcome.status == "not_modified":
         return "not modified"
     if record is None or not record.new_entries:
@@ -346,10 +348,10 @@ def cmd_discover(args: argparse.Namespace, out: TextIO) -> int:
     polling = read_config(args).polling if args.config else PollingConfig()
     found = asyncio.run(discover_once(polling, args.url))
     if not found.feeds:
-        print(f"no feed found at {found.url}: {found.reason}", file=out)
+        print(f"no feed found at {mask_url(found.url)}: {mask_urls(found.reason)}", file=out)
         return EXIT_FEED_ERRORS
     for feed in found.feeds:
-        print(f"{feed.url}  {feed.title}", file=out)
+        print(f"{mask_url(feed.url)}  {feed.title}", file=out)
     return EXIT_OK
 
 

@@ -12,7 +12,8 @@ from typing import Final
 
 from .calendar import Event, Rule, When
 from .config import Language
-from .i18n import join_list, month_name, t, weekday_name, zoned
+from .dates import month_name, weekday_name, zoned
+from .i18n import join_list, t
 from .zones import Zone
 
 _FR_ORDINALS: Final = {

@@ -1,4 +1,4 @@
-"""The fr and en messages of Crieur, and locale-independent date formatting.
+"""The fr and en messages of Crieur (dates in words live in dates.py).
 
 Messages use `str.format` placeholders. Both catalogues must hold the same keys with the same
 placeholders (a test checks it), so a missing translation is caught before it reaches a room.
@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from types import MappingProxyType
 from typing import Final, Literal
 
 from . import i18n_filters
 from .config import Language
-from .zones import Zone, utc_offset
 
 _FR: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -394,55 +392,6 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
 
 CATALOGUES: Final[Mapping[Language, Mapping[str, str]]] = MappingProxyType({"fr": _FR, "en": _EN})
 
-_FR_WEEKDAYS: Final = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
-_FR_MONTHS: Final = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
-_EN_WEEKDAYS: Final = (
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-    "Sunday",
-)
-_EN_MONTHS: Final = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-
-
-def weekday_name(language: Language, weekday: int) -> str:
-    """Return the name of a weekday (0 = Monday): `mardi`, `Tuesday`."""
-    return (_FR_WEEKDAYS if language == "fr" else _EN_WEEKDAYS)[weekday]
-
-
-def month_name(language: Language, month: int) -> str:
-    """Return the name of a month (1 = January): `février`, `February`."""
-    return (_FR_MONTHS if language == "fr" else _EN_MONTHS)[month - 1]
-
 
 def t(language: Language, key: str, **params: object) -> str:
     """Return the message `key` in `language`, with its placeholders filled from `params`."""
@@ -479,32 +428,3 @@ def join_list(
     if len(words) <= 1:
         return "".join(words)
     return t(language, f"list.{last}", head=", ".join(words[:-1]), last=words[-1])
-
-
-def format_date(dt: datetime, language: Language, zone: Zone) -> str:
-    """Format a date for people, in `zone`, without touching the process locale.
-
-    fr: « jeudi 8 janvier 2026 à 22 h 01 »; en: "Thursday 8 January 2026, 22:01". A naive
-    datetime is taken as UTC (the store keeps UTC). A zone other than the configured default is
-    named after the date: « … à 1 h 01 (heure de La Réunion, UTC+4) ».
-    """
-    local = zone.local(dt)
-    if language == "fr":
-        day = "1er" if local.day == 1 else str(local.day)
-        text = (
-            f"{_FR_WEEKDAYS[local.weekday()]} {day} {_FR_MONTHS[local.month - 1]} {local.year}"
-            f" à {local.hour} h {local.minute:02d}"
-        )
-    else:
-        text = (
-            f"{_EN_WEEKDAYS[local.weekday()]} {local.day} {_EN_MONTHS[local.month - 1]}"
-            f" {local.year}, {local.hour:02d}:{local.minute:02d}"
-        )
-    return zoned(text, language, zone, local)
-
-
-def zoned(text: str, language: Language, zone: Zone, moment: datetime) -> str:
-    """Return `text` (a date or time at `moment`) with its zone named, unless it is the default."""
-    if zone.place is None:
-        return text
-    return t(language, "date.zoned", date=text, place=zone.place, offset=utc_offset(moment))

@@ -9,12 +9,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal
 
+from .redact import mask_urls
+
 LogFormat = Literal["text", "json"]
 REDACTED = "***"
 
 
 class RedactSecrets(logging.Filter):
-    """Replace every known secret in a record's final message by `***`."""
+    """Replace every known secret, and the secrets of every URL, in a record by `***`."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
@@ -30,10 +32,10 @@ class RedactSecrets(logging.Filter):
         self._secrets.sort(key=len, reverse=True)
 
     def redact(self, text: str) -> str:
-        """Return `text` with every secret replaced."""
+        """Return `text` with every secret replaced and every URL masked."""
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        return text
+        return mask_urls(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

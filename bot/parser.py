@@ -33,7 +33,7 @@ The rules the rest of Crieur relies on:
   feedparser's sanitiser is a first layer only; sanitise.py owns safety.
 - Failure: an empty body, a document that is not a feed, a truncated feed (expat stopped at the
   end of the document), a body feedparser chokes on, a DTD with nested entities, entities
-  whose references would expand past ``MAX_ENTITY_EXPANSION`` characters (a "quadratic
+  whose references would expand past ``feed_xml.MAX_ENTITY_EXPANSION`` characters (a "quadratic
   blowup") or a feed without usable entries raises ``ParseError``, never ``[]``.
 
 Known limit (feedparser 6): when the root element has no ``xml:base``, the ``xml:base`` of an
@@ -43,9 +43,7 @@ element also applies to the elements after it, so a relative URL there may be re
 from __future__ import annotations
 
 import calendar
-import contextlib
 import dataclasses
-import email.message
 import hashlib
 import html
 import io
@@ -62,12 +60,11 @@ from urllib.parse import urljoin, urlsplit
 from xml.parsers.expat import errors as expat_errors
 
 import feedparser
-from feedparser.encodings import convert_to_utf8
-from feedparser.sanitizer import replace_doctype
 from feedparser.urls import resolve_relative_uris
 
 from . import links
 from .errors import ParseError
+from .feed_xml import refuse_entity_bombs, response_headers
 from .model import Entry
 
 MAX_TITLE = 500
@@ -76,9 +73,6 @@ UNTITLED_TITLE = 80
 MAX_SUMMARY_BYTES = 64 * 1024
 MAX_KEY = 1024
 MAX_ENTRIES = 1000  # per fetch, the newest ones
-# Characters that a feed's own entities may expand to in all: far more than any real use
-# (&nbsp;, an organisation's name) and far less than what a quadratic blowup asks for.
-MAX_ENTITY_EXPANSION = 1024 * 1024
 
 # Enough markup around a title's text without letting a hostile feed make us parse megabytes.
 _MAX_RAW_TITLE = 16 * MAX_TITLE
@@ -106,7 +100,6 @@ _MAYBE_RELATIVE_URL = re.compile(
     re.IGNORECASE,
 )
 _TAG = re.compile(r"<[^>]*>?")
-_ENTITY_REFERENCE = re.compile(rb"&([^\s&;#<>]{1,256});")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 # No-break spaces are typography in French ("Libre à vous !"), not layout: keep them.
 _SPACES = re.compile(r"[^\S\u00a0\u202f]+")
@@ -134,11 +127,11 @@ def parse_feed(body: bytes, *, feed_url: str, content_type: str | None = None) -
     """Like `parse`, also giving the feed's own title and site."""
     if not body.strip():
         raise ParseError("the body is empty")
-    headers = _response_headers(content_type)
+    headers = response_headers(content_type)
     # A stream, never bytes or str: feedparser treats those as a file name or a URL to open.
     # No Content-Location either: feedparser would resolve guids against it, mangling keys.
     try:
-        _refuse_entity_bombs(body, headers)
+        refuse_entity_bombs(body, headers)
         result = feedparser.parse(
             io.BytesIO(body),
             response_headers=headers,
@@ -165,60 +158,6 @@ def parse_feed(body: bytes, *, feed_url: str, content_type: str | None = None) -
 def plain_title(text: str, limit: int) -> str:
     """Return text on one line without control characters, cut on a word to `limit` characters."""
     return _shorten(_clean_text(text), limit)
-
-
-def _response_headers(content_type: str | None) -> dict[str, str]:
-    """The headers feedparser is given: an XML media type with the HTTP charset, if any."""
-    if not content_type:
-        return {}
-    message = email.message.Message()
-    message["Content-Type"] = content_type
-    charset = message.get_content_charset()
-    if not charset:
-        return {}
-    # feedparser follows RFC 3023, which ignores the charset of a media type it does not call
-    # XML (application/octet-stream, text/plain): feed readers honour it whatever the type,
-    # and so does Crieur. An application/ XML type keeps the document's own encoding as the
-    # fallback when the charset is unknown.
-    return {"content-type": f"application/xml; charset={charset}"}
-
-
-class _RootReached(Exception):
-    """Ends the scan of a prolog: entities can only be declared before the root element."""
-
-
-def _refuse_entity_bombs(body: bytes, headers: Mapping[str, str]) -> None:
-    """Raise ParseError if the DTD nests entities (a "billion laughs"), has parameter ones, or
-    declares entities whose references would expand past MAX_ENTITY_EXPANSION characters."""
-    # feedparser's own filter of the DTD misses declarations that do not start a line, and
-    # expat then expands them until its amplification limit: a minute of CPU for 5 MiB. Scan
-    # exactly what feedparser's strict parser will read: its UTF-8 copy, DOCTYPE filtered.
-    _, data, _ = replace_doctype(convert_to_utf8(dict(headers), body, {}))
-    sizes: dict[bytes, int] = {}
-
-    def declared(name: str, is_parameter: bool, value: str | None, *_: object) -> None:
-        if is_parameter or (value is not None and "&" in value):
-            raise ParseError(f"the feed declares a nested XML entity ({name!r}), refused")
-        if value is not None:
-            sizes[name.encode("utf-8")] = len(value)
-
-    def started(*_: object) -> None:
-        raise _RootReached
-
-    scanner = xml.parsers.expat.ParserCreate()
-    scanner.EntityDeclHandler = declared
-    scanner.StartElementHandler = started
-    # A prolog expat cannot read stops feedparser's strict parser too, before any entity.
-    with contextlib.suppress(_RootReached, xml.parsers.expat.ExpatError):
-        scanner.Parse(data, True)
-    # Expat lets flat entities expand up to 100 times the document once past 8 MiB: a 5 MiB
-    # body referring a thousand times to a long entity would take gigabytes, so count first.
-    if any(sizes.values()):
-        expansion = sum(sizes.get(name, 0) for name in _ENTITY_REFERENCE.findall(data))
-        if expansion > MAX_ENTITY_EXPANSION:
-            raise ParseError(
-                f"the feed's XML entities would expand to {expansion:,} characters, refused"
-            )
 
 
 def _check(result: Mapping[str, Any]) -> None:

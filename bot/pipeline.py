@@ -14,6 +14,7 @@ from .config import Organisation, PollingConfig
 from .errors import FetchError, ParseError, StoreError, bug_summary
 from .model import FetchResult
 from .parser import parse
+from .redact import mask_urls
 from .store import FeedState, PollRecord, Store
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ class Pipeline:
     async def _failed(
         self, feed: FeedState, message: str, retry_after: float | None
     ) -> PollOutcome:
+        message = mask_urls(message)  # kept in last_error and shown by !status
         now = self._clock()
         next_poll = self._timing.after_failure(feed, now, retry_after)
         errors = await self._store.record_failure(

@@ -17,7 +17,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from .config import Language, Organisation, Region
-from .i18n import format_date, plural_key, t, t_html
+from .dates import format_date
+from .i18n import plural_key, t, t_html
 from .links import web_link
 from .model import Entry, Source
 from .sanitise import ELLIPSIS, cut_words, plain_text, sanitise_summary, text_as_html, truncate_html

@@ -667,6 +667,14 @@ async def test_status_shows_a_failing_feed_with_its_last_error(bot: Bot, store: 
     assert markup is not None and "<b>April</b>" in markup
 
 
+async def test_status_masks_the_secrets_of_urls_in_errors(bot: Bot, store: Store) -> None:
+    await bot.ask("!subscribe france")
+    await fail(store, "april", 1, "https://april.example/rss?token=t0k3n: HTTP 500")
+    text, markup = await bot.ask_html("!status", sender=MEMBER)
+    assert "https://april.example/rss?token=***: HTTP 500" in text
+    assert "t0k3n" not in text and markup is not None and "t0k3n" not in markup
+
+
 async def test_status_skips_muted_organisations(bot: Bot, store: Store) -> None:
     await bot.ask("!subscribe france")
     await bot.ask("!unsubscribe april")

@@ -548,3 +548,19 @@ def test_the_trust_policy_is_cross_signed_tofu_or_all(tmp_path: Path) -> None:
     assert caught.value.lines() == [
         "matrix.trust: unknown trust policy 'verified' (use cross-signed, tofu or all)"
     ]
+
+
+def test_the_admin_room_and_report_after_are_read_and_checked(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL), env={}).matrix.admin_room is None
+    assert load_config(write(tmp_path, MINIMAL), env={}).polling.report_after == 86400.0
+    text = replace(
+        MINIMAL, "  password: secret\n", '  password: secret\n  admin_room: "#ops:x.org"\n'
+    )
+    config = load_config(write(tmp_path, text + "polling: {report_after: 6h}\n"), env={})
+    assert (config.matrix.admin_room, config.polling.report_after) == ("#ops:x.org", 21600.0)
+    bad = replace(MINIMAL, "  password: secret\n", "  password: secret\n  admin_room: ops\n")
+    problems = problems_of(tmp_path, bad + "polling: {report_after: soon}\n")
+    assert [line.split(":")[0] for line in problems] == [
+        "matrix.admin_room",
+        "polling.report_after",
+    ]

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from bot.i18n import CATALOGUES, format_date, join_list, plural, quote, t, t_html
+from bot.dates import format_date
+from bot.i18n import CATALOGUES, join_list, plural, quote, t, t_html
 from bot.zones import Zone
 
 PARIS = Zone("Europe/Paris")

@@ -9,8 +9,9 @@ from typing import Final
 
 from ..catalogue import normalise
 from ..config import Organisation, Region
+from ..dates import format_date
 from ..errors import CommandError
-from ..i18n import format_date, plural_key
+from ..i18n import plural_key
 from ..links import web_link
 from ..model import Entry
 from ..zones import Zone

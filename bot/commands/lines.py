@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Final
 
 from ..config import Language
-from ..i18n import format_date, t, t_html
+from ..dates import format_date
+from ..i18n import t, t_html
 from ..zones import Zone
 from .context import Reply
 

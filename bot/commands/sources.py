@@ -14,6 +14,7 @@ from ..discovery import Discovery, FoundFeed, check_url
 from ..errors import CommandError, InvalidURL
 from ..i18n import join_list, quote
 from ..model import Entry
+from ..redact import mask_url, mask_urls
 from ..scheduler import next_slot
 from ..store import FeedState, FoundSource, RoomSource
 from .context import Context, Reply
@@ -39,7 +40,7 @@ def title_of(feed: FeedState) -> str:
 
 
 def _url_shown(url: str) -> str:
-    return one_line(url, MAX_URL_SHOWN)
+    return one_line(mask_url(url), MAX_URL_SHOWN)
 
 
 async def subscribe_url(ctx: Context, text: str) -> Reply:
@@ -47,7 +48,9 @@ async def subscribe_url(ctx: Context, text: str) -> Reply:
     try:
         url = check_url(text)
     except InvalidURL as error:
-        raise CommandError("error.invalid_url", reason=one_line(str(error), 300)) from None
+        raise CommandError(
+            "error.invalid_url", reason=one_line(mask_urls(str(error)), 300)
+        ) from None
     policy = ctx.sources
     sources = await ctx.store.room_sources(ctx.room_id)
     known = find_source(sources, url)
@@ -66,7 +69,7 @@ async def subscribe_url(ctx: Context, text: str) -> Reply:
     except TimeoutError:
         raise CommandError("error.site_too_slow", url=_url_shown(url)) from None
     if not found.feeds:
-        reason = one_line(found.reason, 300)
+        reason = one_line(mask_urls(found.reason), 300)
         raise CommandError("error.no_feed", url=_url_shown(url), reason=reason)
     main = found.feeds[0]
     source, added = await ctx.store.add_room_source(

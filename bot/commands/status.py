@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from ..i18n import plural, plural_key, t_html
+from ..redact import mask_url, mask_urls
 from ..store import FeedState
 from .context import Context, Reply
 from .filters import filter_status_line
@@ -111,13 +112,14 @@ def _feed_line(ctx: Context, out: Lines, feed: FeedState) -> None:
     if feed.error_count:
         details.append(plural(ctx.language, "status.errors", feed.error_count))
         if feed.last_error:
-            details.append(ctx.t("status.last_error", error=one_line(feed.last_error, 160)))
+            error = one_line(mask_urls(feed.last_error), 160)
+            details.append(ctx.t("status.last_error", error=error))
     details.append(
         ctx.t("status.next_poll", when=date_of(feed.next_poll, ctx.language, zone))
         if feed.next_poll > ctx.now
         else ctx.t("status.next_poll_due")
     )
-    url = one_line(feed.url, 160)
+    url = one_line(mask_url(feed.url), 160)
     line = ctx.t("status.feed", organisation=name, url=url)
     line_html = t_html(
         ctx.language, "status.feed", organisation=f"<b>{escape(name)}</b>", url=escape(url)

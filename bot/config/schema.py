@@ -45,6 +45,7 @@ class MatrixConfig:
     manage_power_level: int = 50
     command_prefix: str = "!"
     accept_invites_from: tuple[str, ...] = ()
+    admin_room: str | None = None  # alias or room id where the bot reports to its operators
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class PollingConfig:
     max_posts_per_poll: int = 5
     max_age: float = 7 * 86400.0  # seconds
     allow_private_networks: bool = False
+    report_after: float = 86400.0  # seconds a feed fails before matrix.admin_room is told
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,7 @@ _MATRIX_KEYS = (
     "manage_power_level",
     "command_prefix",
     "accept_invites_from",
+    "admin_room",
 )
 _POLLING_KEYS = (
     "interval",
@@ -148,6 +151,7 @@ _POLLING_KEYS = (
     "max_posts_per_poll",
     "max_age",
     "allow_private_networks",
+    "report_after",
 )
 _HTTP_KEYS = ("listen", "unhealthy_after")
 _ROOMS_KEYS = ("max_own_feeds",)
@@ -276,6 +280,7 @@ def _parse_matrix(
         accept_invites_from=read.optional(
             "accept_invites_from", check.list_of(check.inviter), defaults.accept_invites_from
         ),
+        admin_room=read.optional("admin_room", check.room, defaults.admin_room),
     )
     return config if homeserver and user_id else None
 
@@ -336,6 +341,7 @@ def _parse_polling(value: object, problems: Problems) -> PollingConfig:
         allow_private_networks=read.optional(
             "allow_private_networks", check.boolean, defaults.allow_private_networks
         ),
+        report_after=read.optional("report_after", check.duration, defaults.report_after),
     )
 
 

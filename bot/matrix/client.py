@@ -22,10 +22,12 @@ from nio.crypto import ENCRYPTION_ENABLED
 
 from ..config import MatrixConfig
 from ..errors import HomeserverUnavailable, RoomUnavailable, SendError
+from ..files import private_dir
 from ..store import Store
 from .answers import Answers, send_answers
 from .crypto import Crypto, DeviceTrust, Identity
 from .membership import Memberships
+from .private_store import private_store_class
 from .protocols import CommandHandler, MatrixListener, QuietListener
 from .requests import REQUEST_TIMEOUT, describe, response_error, send_message
 from .rooms import RoomStates
@@ -62,7 +64,7 @@ class MatrixBot:
             )
         store_path = data_dir / "matrix-store"
         if self._encryption:
-            store_path.mkdir(parents=True, exist_ok=True)
+            private_dir(store_path)
         self._client = client = AsyncClient(
             config.homeserver.rstrip("/"),
             config.user_id,
@@ -75,6 +77,7 @@ class MatrixBot:
                 request_timeout=REQUEST_TIMEOUT,
                 encryption_enabled=self._encryption,
                 store_sync_tokens=False,  # the token lives in our store, with our state
+                **({"store": private_store_class()} if self._encryption else {}),
             ),
         )
         self._store = store
@@ -132,6 +135,12 @@ class MatrixBot:
             withheld=withheld,
         )
         self._send_locks: dict[str, asyncio.Lock] = {}
+        self._admin_room: str | None = None
+
+    @property
+    def admin_room(self) -> str | None:
+        """The room id of matrix.admin_room once joined (None without one)."""
+        return self._admin_room
 
     @property
     def user_id(self) -> str:
@@ -173,6 +182,8 @@ class MatrixBot:
             log.info("end-to-end encryption off: encrypted rooms get nothing")
         invites = await self._sync.first_sync()
         await self._memberships.join_config_rooms()
+        if self._config.admin_room is not None:
+            self._admin_room = await self._memberships.join_admin_room(self._config.admin_room)
         # After the configured joins, which may have been pending invites themselves.
         for room_id, inviter in invites.items():
             await self._memberships.invited(room_id, inviter)

@@ -139,6 +139,7 @@ class Memberships:
                 reason = f"kicked by {membership.sender}{suffix}"
         dropped = await self._store.room_left(room_id, now=self._clock(), reason=reason)
         log.info("no longer in %s (%s); dropped %d pending messages", room_id, reason, dropped)
+        self._listener.room_left(room_id, reason)
 
     async def follow_replacement(self, old: str, new: str, now_joined: set[str]) -> None:
         """Move to the room that replaces an upgraded one, subscriptions included."""
@@ -180,6 +181,15 @@ class Memberships:
                 follows.setdefault(resolved[ref], []).append(region)
         await self._store.set_value(KEY_ROOM_REFS, json.dumps(resolved, sort_keys=True))
         await self._store.sync_config_follows(follows, now=self._clock())
+
+    async def join_admin_room(self, ref: str) -> str | None:
+        """Join matrix.admin_room; its room id, or None when it cannot be joined or resolved."""
+        room_id = await self._join(ref, why="matrix.admin_room")
+        if room_id is None and ref.startswith("!"):
+            room_id = ref  # reports wait for the room rather than go nowhere
+        if room_id is not None:
+            self._config_rooms.add(room_id)  # its invites are accepted, like a region's rooms
+        return room_id
 
     def _may_invite(self, inviter: str) -> bool:
         server = _server_of(inviter).lower()

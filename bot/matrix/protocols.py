@@ -49,6 +49,9 @@ class MatrixListener(Protocol):
     def identity_replaced(self, warning: str) -> None:
         """The bot's cross-signing identity was lost and made again; `warning` says so."""
 
+    def room_left(self, room_id: str, reason: str) -> None:
+        """The bot is no longer in a room it was in (left, kicked or banned: `reason`)."""
+
 
 class QuietListener:
     """A listener that ignores everything."""
@@ -73,3 +76,6 @@ class QuietListener:
 
     def identity_replaced(self, warning: str) -> None:
         """Ignore a replaced identity."""
+
+    def room_left(self, room_id: str, reason: str) -> None:
+        """Ignore a room left."""

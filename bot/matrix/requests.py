@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from contextvars import ContextVar
 from typing import Any, Final
 
 import aiohttp
@@ -17,6 +19,32 @@ log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT: Final = 30.0  # any request but a sync
 DEFAULT_RETRY_AFTER: Final = 5.0  # seconds, when a 429 does not say
+
+_REFUSAL_EXPECTED: ContextVar[bool] = ContextVar("refusal_expected", default=False)
+
+
+class _RefusalValidation(logging.Filter):
+    """Drop nio's schema warnings about an answer the caller reads as a refusal anyway."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            _REFUSAL_EXPECTED.get() and record.getMessage().startswith("Error validating response")
+        )
+
+
+# nio checks every answer against the success schema and warns when a refusal fails it
+# ("'access_token' is a required property"): noise where the refusal is handled.
+logging.getLogger("nio.responses").addFilter(_RefusalValidation())
+
+
+@contextlib.contextmanager
+def refusal_expected() -> Iterator[None]:
+    """Within this block (this task only), nio's warnings about refusals' schemas are dropped."""
+    token = _REFUSAL_EXPECTED.set(True)
+    try:
+        yield
+    finally:
+        _REFUSAL_EXPECTED.reset(token)
 
 
 async def call(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final, TypeVar
@@ -22,7 +23,7 @@ from ..store import Store
 from .crypto import Crypto
 from .events import text
 from .protocols import MatrixListener
-from .requests import call, response_error
+from .requests import call, refusal_expected, response_error
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ BACKOFF_START: Final = 1.0
 BACKOFF_MAX: Final = 60.0
 # A failed sync is how the end of an outage is noticed (and /health recovers): keep it frequent.
 SYNC_RETRY_MAX: Final = 10.0
+LOGIN_WAIT_MAX: Final = 600.0  # seconds; a rate-limited log-in is tried again at least this often
 
 
 async def retrying(what: str, step: Callable[[], Awaitable[T]]) -> T:
@@ -188,17 +190,7 @@ class Session:
             raise ConfigError([(key, message)])
         # Same device, so transaction ids stay deduplicated and the crypto store stays valid.
         self._client.device_id = device_id or ""
-        response = await call(
-            "log in",
-            self._client.login(
-                password=self._config.password, device_name=self._config.device_name
-            ),
-        )
-        if not isinstance(response, LoginResponse):
-            error = response_error("log in", response)
-            if isinstance(error, HomeserverUnavailable):
-                raise error
-            raise _login_error("matrix.password", error)
+        response = await self._login_request(self._config.password)
         user_id, device = str(response.user_id), str(response.device_id)
         await self._store.set_value(KEY_DEVICE_ID, device)
         await self._store.set_value(KEY_ACCESS_TOKEN, str(response.access_token))
@@ -206,6 +198,25 @@ class Session:
         self._user_id, self._device_id = user_id, device
         log.info("logged in as %s on device %s", user_id, device)
         await self._crypto.upload_keys()
+
+    async def _login_request(self, password: str) -> LoginResponse:
+        """Log in, waiting as long as the homeserver asks while it rate-limits the log-in."""
+        while True:
+            with refusal_expected():
+                response = await call(
+                    "log in",
+                    self._client.login(password=password, device_name=self._config.device_name),
+                )
+            if isinstance(response, LoginResponse):
+                return response
+            error = response_error("log in", response)
+            if not isinstance(error, RateLimited):
+                if isinstance(error, HomeserverUnavailable):
+                    raise error
+                raise _login_error("matrix.password", error)
+            wait = min(error.retry_after, LOGIN_WAIT_MAX)
+            log.warning("the homeserver rate-limits the log-in; retrying in %d s", math.ceil(wait))
+            await asyncio.sleep(wait)
 
 
 def _login_error(key: str, error: SendError) -> ConfigError:

@@ -13,6 +13,7 @@ from typing import Any, Final
 import aiosqlite
 
 from ..errors import StoreError
+from ..files import private_file
 from .migrations import check_version, migrate
 
 Params = Sequence[Any] | Mapping[str, Any]
@@ -87,6 +88,11 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise StoreError(f"cannot create the directory of {path}: {error}") from error
+            try:
+                private_file(Path(path))
+            except OSError as error:
+                advice = _UNUSABLE["SQLITE_CANTOPEN"]
+                raise StoreError(f"cannot use the database {path}: {advice} ({error})") from error
         with _translated(str(path)):
             conn = await aiosqlite.connect(str(path), isolation_level=None)
         try:
