@@ -299,7 +299,7 @@ class Fetcher:
             if isinstance(outcome, FetchResult):
                 break
             permanent = permanent and outcome.status in _PERMANENT_REDIRECTS
-            target = self._check_url(url, str(outcome.location), via=current)
+            target = _check_url(url, str(outcome.location), via=current)
             if target in chain:
                 hops = " → ".join(str(u) for u in [*chain[chain.index(target) :], target])
                 raise FetchError(url, f"redirect loop: {hops}", status=outcome.status)
@@ -347,27 +347,11 @@ class Fetcher:
         """Parse a feed's own URL once: it is fetched again every interval."""
         parsed = self._parsed.get(url)
         if parsed is None:
-            parsed = self._check_url(url, url)
+            parsed = _check_url(url, url)
             if len(self._parsed) >= _PARSED_URLS:
                 self._parsed.clear()  # a catalogue this large is not expected; stay bounded
             self._parsed[url] = parsed
         return parsed
-
-    def _check_url(self, feed_url: str, url: str, *, via: URL | None = None) -> URL:
-        """Parse a feed or redirect URL; refuse anything but absolute http(s) URLs."""
-        what = f"redirect from {via} to {url!r}" if via is not None else "URL"
-        try:
-            parsed = URL(url)
-        except (TypeError, ValueError) as exc:
-            raise FetchError(feed_url, f"invalid {what}: {exc}") from None
-        if parsed.scheme not in ("http", "https"):
-            scheme = f"'{parsed.scheme}'" if parsed.scheme else "none"
-            raise FetchError(
-                feed_url, f"unsupported {what}: scheme {scheme} (only http and https are fetched)"
-            )
-        if not parsed.host:
-            raise FetchError(feed_url, f"invalid {what}: no host")
-        return parsed.with_fragment(None)
 
     async def _get(
         self,
@@ -487,3 +471,20 @@ class Fetcher:
                 raise too_large()
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _check_url(feed_url: str, url: str, *, via: URL | None = None) -> URL:
+    """Parse a feed or redirect URL; refuse anything but absolute http(s) URLs."""
+    what = f"redirect from {via} to {url!r}" if via is not None else "URL"
+    try:
+        parsed = URL(url)
+    except (TypeError, ValueError) as exc:
+        raise FetchError(feed_url, f"invalid {what}: {exc}") from None
+    if parsed.scheme not in ("http", "https"):
+        scheme = f"'{parsed.scheme}'" if parsed.scheme else "none"
+        raise FetchError(
+            feed_url, f"unsupported {what}: scheme {scheme} (only http and https are fetched)"
+        )
+    if not parsed.host:
+        raise FetchError(feed_url, f"invalid {what}: no host")
+    return parsed.with_fragment(None)
