@@ -160,10 +160,13 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     """Validate the configuration and print a summary."""
     config = read_config(args)
     feeds = sum(len(org.feeds) for org in config.organisations.values())
+    calendars = sum(len(org.events) for org in config.organisations.values()) + sum(
+        len(region.events) for region in config.regions.values()
+    )
     rooms = sorted({room for region in config.regions.values() for room in region.rooms})
     print(
         f"configuration ok: {len(config.organisations)} organisations, {feeds} feeds, "
-        f"{len(config.regions)} regions, {len(rooms)} rooms",
+        f"{calendars} calendars, {len(config.regions)} regions, {len(rooms)} rooms",
         file=out,
     )
     encryption = f"on (trust: {config.matrix.trust})" if config.matrix.encryption else "off"
