@@ -16,6 +16,7 @@ from .catalogue import Catalogue
 from .config import Config, PollingConfig, load_config, resolve_config_path
 from .discovery import Discovery, discover
 from .errors import ConfigError, CrieurError, OpmlError
+from .event_posting import CalendarSettings, configured_calendars
 from .fetcher import Fetcher
 from .logs import RedactSecrets, setup_logging
 from .opml import OpmlOutline, opml_to_yaml, read_opml, write_opml
@@ -213,10 +214,18 @@ async def fetch_once(
     store = await (Store.open_copy if dry_run else Store.open)(config.database)
     async with store, Fetcher(config.polling) as fetcher:
         await store.sync_feeds(
-            (org.slug, url) for org in config.organisations.values() for url in org.feeds
+            ((org.slug, url) for org in config.organisations.values() for url in org.feeds),
+            configured_calendars(config),
         )
         timing = PollTiming(config.organisations, config.polling)
-        pipeline = Pipeline(store, fetcher, config.organisations, config.polling, timing=timing)
+        pipeline = Pipeline(
+            store,
+            fetcher,
+            config.organisations,
+            config.polling,
+            timing=timing,
+            calendars=CalendarSettings.from_config(config),
+        )
         # Organisations' feeds only: the feeds rooms added are the running bot's business.
         feeds = [feed for feed in await store.feeds(organisations) if not feed.room_source]
         return list(await asyncio.gather(*(pipeline.poll(feed) for feed in feeds)))

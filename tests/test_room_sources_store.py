@@ -17,6 +17,7 @@ from bot.opml import ROOM_SOURCES, OpmlOutline, read_opml, write_opml
 from bot.posting import Audience, target_rooms
 from bot.render import render_digest, render_entry, source_as_organisation
 from bot.store import FeedState, FoundSource, Store
+from bot.zones import Zone
 
 NOW = datetime(2026, 1, 9, 12, 0, tzinfo=UTC).timestamp()
 DAY = 86400.0
@@ -174,7 +175,7 @@ def test_sources_followers_get_an_entry_even_if_they_muted_its_organisation() ->
 
 def test_a_room_source_is_announced_by_its_title_alone() -> None:
     organisation = source_as_organisation(Source("Mon LUG", "https://lug.example/"))
-    content = render_entry(entry("a"), organisation, Region("", ""), "fr")
+    content = render_entry(entry("a"), organisation, Region("", ""), "fr", zone=Zone())
     assert content["body"].splitlines()[0] == "Mon LUG"
     assert content["formatted_body"].startswith("<p><b>Mon LUG</b><br>")
 

@@ -10,7 +10,7 @@ import aiosqlite
 from ..model import Entry
 from ..posting import Audience, plan_posting, target_rooms
 from .database import Repository
-from .feeds import FeedState
+from .feeds import FeedState, mark_polled
 from .outbox import queue_deliveries
 from .rooms import audience, source_followers
 from .rows import entry_from_row, epoch
@@ -28,6 +28,8 @@ class PollRecord:
     too_old: int  # new entries older than max_age: recorded, not posted
     digested: int  # new entries beyond max_posts_per_poll, summed up in one line
     deliveries: int  # outbox rows added
+    new_events: int = 0  # a calendar's poll: events it had not brought before
+    announced: int = 0  # a calendar's poll: events that got outbox rows
 
 
 async def insert_unseen(
@@ -108,22 +110,10 @@ class Entries(Repository):
             if plan.post or plan.digest:
                 rooms = target_rooms(await _audience(conn, feed, region))
                 deliveries = await queue_deliveries(conn, feed, rooms, plan, now)
-            await conn.execute(
-                """UPDATE feeds SET initialised = 1, error_count = 0, last_error = NULL,
-                       last_attempt = :now, last_success = :now, next_poll = :next,
-                       etag = :etag, last_modified = :lm, body_hash = :hash,
-                       url = COALESCE(:url, url)
-                   WHERE id = :id""",
-                {
-                    "now": now,
-                    "next": next_poll,
-                    "etag": etag,
-                    "lm": last_modified,
-                    "hash": body_hash,
-                    "url": new_url,
-                    "id": feed.id,
-                },
-            )
+            await mark_polled(
+                conn, feed.id, now=now, next_poll=next_poll, etag=etag,
+                last_modified=last_modified, body_hash=body_hash, new_url=new_url,
+            )  # fmt: skip
         return PollRecord(
             new_entries=tuple(new_entries),
             seeded=seeded,

@@ -1,0 +1,236 @@
+"""Calendars' events: a parsed poll recorded with its announcements in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from ..calendar import Event, starts_at
+from ..event_posting import (
+    AnnouncementPlan,
+    Pending,
+    event_message_key,
+    events_digest_key,
+    first_state,
+    plan_announcements,
+)
+from ..posting import target_rooms, transaction_id
+from .database import Repository
+from .entries import PollRecord
+from .event_rows import event_from_json, event_to_json
+from .feeds import FeedState, mark_polled
+from .rooms import audience
+
+_KEYS_PER_QUERY = 500  # SQLite builds may cap bound parameters at 999
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as `!events` lists it, with whose calendar it comes from."""
+
+    event: Event
+    organisation: str  # '' for a region's calendar
+    region: str  # the region of a region's calendar; '' for an organisation's
+    starts: float  # epoch seconds of its (next) start
+
+
+async def _known_keys(conn: aiosqlite.Connection, feed_id: int, keys: Sequence[str]) -> set[str]:
+    known: set[str] = set()
+    for first in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = keys[first : first + _KEYS_PER_QUERY]
+        marks = ",".join("?" for _ in chunk)
+        async with conn.execute(
+            f"SELECT key FROM calendar_events WHERE feed_id = ? AND key IN ({marks})",
+            (feed_id, *chunk),
+        ) as cursor:
+            known.update(row[0] for row in await cursor.fetchall())
+    return known
+
+
+async def _queue(
+    conn: aiosqlite.Connection,
+    feed: FeedState,
+    rooms: Sequence[str],
+    plan: AnnouncementPlan,
+    now: float,
+) -> int:
+    """Add the plan's outbox rows for these rooms; return how many."""
+    added = 0
+    rows: list[tuple[str, str, str, float, int, int | None]] = [
+        (
+            room_id,
+            feed.organisation,
+            transaction_id(room_id, feed.id, event_message_key(event.key)),
+            now,
+            feed.id,
+            event.id,
+        )
+        for room_id in rooms
+        for event in plan.post
+    ]
+    if plan.digest:
+        key = events_digest_key([event.key for event in plan.digest])
+        count = len(plan.digest)
+        rows += [
+            (room_id, feed.organisation, transaction_id(room_id, feed.id, key), now, feed.id, None)
+            for room_id in rooms
+        ]
+    else:
+        count = 0
+    for row in rows:
+        # A digest row has no event: its count says how many it stands for.
+        cursor = await conn.execute(
+            """INSERT INTO outbox (room_id, organisation, txn_id, created, feed_id,
+                   calendar_event, digest_count)
+               VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING""",
+            (*row, 0 if row[5] is not None else count),
+        )
+        added += max(cursor.rowcount, 0)
+        await cursor.close()
+    return added
+
+
+async def announce_due(
+    conn: aiosqlite.Connection,
+    feed: FeedState,
+    region: str,
+    *,
+    now: float,
+    within: float,
+    max_posts: int,
+) -> tuple[AnnouncementPlan, int]:
+    """Queue, inside the caller's transaction, what a calendar owes rooms now."""
+    async with conn.execute(
+        """SELECT id, key, starts, cancelled FROM calendar_events
+           WHERE feed_id = ? AND state = 'pending'""",
+        (feed.id,),
+    ) as cursor:
+        pending = [Pending(row[0], row[1], row[2], bool(row[3])) for row in await cursor.fetchall()]
+    plan = plan_announcements(pending, now=now, within=within, max_posts=max_posts)
+    if not plan.post and not plan.digest:
+        return plan, 0
+    rooms = target_rooms(await audience(conn, feed.organisation, region))
+    deliveries = await _queue(conn, feed, rooms, plan, now)
+    for state, events in (("announced", plan.post), ("digested", plan.digest)):
+        await conn.executemany(
+            "UPDATE calendar_events SET state = ? WHERE id = ?",
+            [(state, event.id) for event in events],
+        )
+    return plan, deliveries
+
+
+class Calendars(Repository):
+    """The events calendars brought, and the polls that recorded them."""
+
+    async def record_calendar(
+        self,
+        feed: FeedState,
+        region: str,
+        events: Sequence[Event],
+        *,
+        zone: str,
+        now: float,
+        next_poll: float,
+        within: float,
+        max_posts: int,
+        etag: str | None,
+        last_modified: str | None,
+        body_hash: str | None,
+        new_url: str | None = None,
+    ) -> PollRecord:
+        """Record a parsed calendar and queue its announcements, in one transaction.
+
+        Events already known are updated (a changed time, place or status), keeping their
+        state; events that left the export are kept as they were (exports cut their window).
+        """
+        async with self._db.transaction() as conn:
+            async with conn.execute(
+                "SELECT initialised FROM feeds WHERE id = ?", (feed.id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            seeded = not (row and row[0])
+            known = await _known_keys(conn, feed.id, [event.key for event in events])
+            series = {event.key for event in events if event.rule is not None}
+            rows = []
+            for event in events:
+                starts = starts_at(event, zone=zone)
+                state = first_state(event.key, seeded=seeded, series=series)
+                rows.append(
+                    (
+                        feed.id,
+                        event.key,
+                        event_to_json(event),
+                        starts.timestamp() if starts is not None else None,
+                        int(event.status == "cancelled"),
+                        state,
+                        now,
+                    )
+                )
+            await conn.executemany(
+                """INSERT INTO calendar_events
+                       (feed_id, key, data, starts, cancelled, state, first_seen)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (feed_id, key) DO UPDATE SET data = excluded.data,
+                       starts = excluded.starts, cancelled = excluded.cancelled""",
+                rows,
+            )
+            plan, deliveries = await announce_due(
+                conn, feed, region, now=now, within=within, max_posts=max_posts
+            )
+            await mark_polled(
+                conn, feed.id, now=now, next_poll=next_poll, etag=etag,
+                last_modified=last_modified, body_hash=body_hash, new_url=new_url,
+            )  # fmt: skip
+        return PollRecord(
+            new_entries=(),
+            seeded=seeded,
+            posted=(),
+            too_old=0,
+            digested=len(plan.digest),
+            deliveries=deliveries,
+            new_events=len(events) - len(known),
+            announced=len(plan.post),
+        )
+
+    async def announce_due_events(
+        self, feed: FeedState, region: str, *, now: float, within: float, max_posts: int
+    ) -> int:
+        """Queue the announcements of pending events that came within the window; count rows."""
+        async with self._db.transaction() as conn:
+            _, deliveries = await announce_due(
+                conn, feed, region, now=now, within=within, max_posts=max_posts
+            )
+        return deliveries
+
+    async def upcoming_events(
+        self, regions: Sequence[str], organisations: Sequence[str], *, now: float, limit: int
+    ) -> list[StoredEvent]:
+        """Return the next events of these regions' and organisations' calendars, soonest first.
+
+        Cancelled events are left out, and so is a modified occurrence of a series the same
+        calendar holds: a series shows once, at its next occurrence.
+        """
+        if not regions and not organisations:
+            return []
+        region_marks = ",".join("?" for _ in regions) or "NULL"
+        org_marks = ",".join("?" for _ in organisations) or "NULL"
+        rows = await self._db.fetchall(
+            f"""SELECT e.data, e.starts, f.organisation, f.region
+                FROM calendar_events e JOIN feeds f ON f.id = e.feed_id
+                WHERE f.active = 1 AND f.kind = 'calendar'
+                  AND (f.region IN ({region_marks}) OR f.organisation IN ({org_marks}))
+                  AND e.cancelled = 0 AND e.starts > ?
+                  AND NOT (instr(e.key, '#') > 0 AND EXISTS (
+                      SELECT 1 FROM calendar_events s WHERE s.feed_id = e.feed_id
+                        AND s.key = substr(e.key, 1, instr(e.key, '#') - 1)))
+                ORDER BY e.starts, e.id LIMIT ?""",
+            (*regions, *organisations, now, limit),
+        )
+        return [
+            StoredEvent(
+                event_from_json(row["data"]), row["organisation"], row["region"], row["starts"]
+            )
+            for row in rows
+        ]
