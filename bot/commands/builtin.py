@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .catalogue import latest_command, orgs_command, regions_command
+from .events import events_command
 from .registry import Handler, Registry
 from .status import status_command
 from .subscriptions import subscribe_command, subscriptions_command, unsubscribe_command
@@ -22,6 +23,9 @@ def build_registry() -> Registry:
     registry.declare("subscriptions", subscriptions_command, aliases=("subs", "abonnements"))
     registry.declare(
         "latest", latest_command, aliases=("derniers",), usage="usage.latest", min_args=1
+    )
+    registry.declare(
+        "events", events_command, aliases=("agenda", "evenements"), usage="usage.events"
     )
     registry.declare("status", status_command, aliases=("etat",))
     registry.declare(
