@@ -118,3 +118,11 @@ async def test_a_muted_organisation_s_events_are_left_out(bot: Bot) -> None:
 async def test_a_wrong_count_or_name_is_explained(bot: Bot, text: str) -> None:
     answer = await bot.ask(text)
     assert "10" in answer or "Nulle part" in answer
+
+
+async def test_status_shows_the_health_of_the_room_s_calendars(bot: Bot) -> None:
+    await bot.store.follow(ROOM, "region", "la-reunion", now=NOW)
+    answer = await bot.ask("!status")
+    (line,) = [line for line in answer.splitlines() if REGION_ICS in line]
+    assert "La Réunion" in line
+    assert LUG_ICS in answer and INFINI_ICS not in answer
