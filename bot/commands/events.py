@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Sequence
 from typing import Final
@@ -14,7 +13,7 @@ from ..links import web_link
 from ..render_event import shifted_end
 from ..store import StoredEvent
 from .context import Context, Reply
-from .lines import Lines, escape, one_line, shown
+from .lines import Lines, linked, one_line, shown
 from .names import MAX_SPAN, unknown_name
 from .registry import Arguments, Token
 
@@ -52,19 +51,13 @@ async def events_command(ctx: Context, args: Arguments) -> Reply:
         start = event.next_start or event.start
         end = shifted_end(event, start) if event.next_start is not None else event.end
         title = one_line(event.title, 200) or ctx.t("event.untitled")
-        link = web_link(event.url)
+        plain, marked = linked(title, web_link(event.url))
         out.add(
             "events.line",
             when=span(start, end, ctx.language, zone),
             source=_source_name(ctx, stored),
-            title=f"{title} — {link}" if link is not None else title,
-            markup={
-                "title": (
-                    f'<a href="{html.escape(link)}">{escape(title)}</a>'
-                    if link is not None
-                    else escape(title)
-                )
-            },
+            title=plain,
+            markup={"title": marked},
         )
     return out.reply()
 

@@ -467,8 +467,7 @@ def _parse_organisations(
         # One URL, one source: entries and events are routed by their source's owner.
         _owned(feeds, f"{key}.feeds", f"organisation '{slug}'", owners, problems)
         _owned(events, f"{key}.events", f"organisation '{slug}'", owners, problems)
-        sources = ("feeds", "events", "url")
-        if not any(name in section for name in sources):
+        if not any(source in section for source in ("feeds", "events", "url")):
             problems.add(key, "needs feeds, events or url (to discover its feed)")
         if name is not None and region is not None:
             organisations[slug] = Organisation(

@@ -22,8 +22,7 @@ from .entries import PollRecord
 from .event_rows import event_from_json, event_to_json
 from .feeds import FeedState, mark_polled
 from .rooms import audience
-
-_KEYS_PER_QUERY = 500  # SQLite builds may cap bound parameters at 999
+from .rows import known_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,19 +33,6 @@ class StoredEvent:
     organisation: str  # '' for a region's calendar
     region: str  # the region of a region's calendar; '' for an organisation's
     starts: float  # epoch seconds of its (next) start
-
-
-async def _known_keys(conn: aiosqlite.Connection, feed_id: int, keys: Sequence[str]) -> set[str]:
-    known: set[str] = set()
-    for first in range(0, len(keys), _KEYS_PER_QUERY):
-        chunk = keys[first : first + _KEYS_PER_QUERY]
-        marks = ",".join("?" for _ in chunk)
-        async with conn.execute(
-            f"SELECT key FROM calendar_events WHERE feed_id = ? AND key IN ({marks})",
-            (feed_id, *chunk),
-        ) as cursor:
-            known.update(row[0] for row in await cursor.fetchall())
-    return known
 
 
 async def _queue(
@@ -151,7 +137,8 @@ class Calendars(Repository):
             ) as cursor:
                 row = await cursor.fetchone()
             seeded = not (row and row[0])
-            known = await _known_keys(conn, feed.id, [event.key for event in events])
+            keys = [event.key for event in events]
+            known = await known_keys(conn, "calendar_events", feed.id, keys)
             series = {event.key for event in events if event.rule is not None}
             rows = []
             for event in events:

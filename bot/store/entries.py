@@ -13,9 +13,7 @@ from .database import Repository
 from .feeds import FeedState, mark_polled
 from .outbox import queue_deliveries
 from .rooms import audience, source_followers
-from .rows import entry_from_row, epoch
-
-_KEYS_PER_QUERY = 500  # SQLite builds may cap bound parameters at 999
+from .rows import entry_from_row, epoch, known_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +34,7 @@ async def insert_unseen(
     conn: aiosqlite.Connection, feed_id: int, entries: Sequence[Entry], now: float
 ) -> list[Entry]:
     """Record the entries a feed had not brought before, inside the caller's transaction."""
-    seen: set[str] = set()
-    keys = [entry.key for entry in entries]
-    for start in range(0, len(keys), _KEYS_PER_QUERY):
-        chunk = keys[start : start + _KEYS_PER_QUERY]
-        marks = ",".join("?" for _ in chunk)
-        async with conn.execute(
-            f"SELECT key FROM entries WHERE feed_id = ? AND key IN ({marks})",
-            (feed_id, *chunk),
-        ) as cursor:
-            seen.update(row[0] for row in await cursor.fetchall())
+    seen = await known_keys(conn, "entries", feed_id, [entry.key for entry in entries])
     new: list[Entry] = []
     for entry in entries:
         if entry.key not in seen:
