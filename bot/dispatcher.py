@@ -16,7 +16,7 @@ from .config import Language, Organisation, Region
 from .errors import HomeserverUnavailable, RateLimited, RoomUnavailable, SendError
 from .model import Delivery
 from .render import render_digest, render_entry, source_as_organisation
-from .render_event import EventSource, render_event
+from .render_event import Change, EventSource, render_event
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,14 @@ class DeliveryRenderer:
             region.name, organisation.name if organisation is not None else None, site
         )
         zone = self._catalogue.zone_of(region if region.slug else None)
-        return render_event(delivery.event, source, self._language, zone=zone)
+        change: Change = "new"
+        if delivery.change in ("changed", "cancelled"):
+            change = "changed" if delivery.change == "changed" else "cancelled"
+        content = render_event(delivery.event, source, self._language, zone=zone, change=change)
+        if delivery.reply_to is not None:
+            # Where the announcement was delivered, the change answers it.
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": delivery.reply_to}}
+        return content
 
 
 def site_of(url: str) -> str | None:

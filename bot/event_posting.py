@@ -7,9 +7,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .calendar import Event
 from .config import DEFAULT_TIMEZONE, Config
 
 EventState = Literal["seen", "pending", "announced", "digested"]
+Change = Literal["changed", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +105,24 @@ def events_digest_key(keys: Sequence[str]) -> str:
     """Return the key of a "… and N more" line standing for these events."""
     joined = "\0".join(keys)
     return "events-digest:" + hashlib.sha256(joined.encode()).hexdigest()
+
+
+def change_of(old: Event, new: Event) -> Change | None:
+    """Return what an announced event's new version changes that people must hear of.
+
+    A cancellation, or another start or place; anything else (a title, a description) is not
+    worth a message. An event cancelled, then confirmed again, says nothing.
+    """
+    if new.status == "cancelled":
+        return "cancelled" if old.status != "cancelled" else None
+    if old.status == "cancelled":
+        return None
+    if old.start != new.start or (old.place, old.city) != (new.place, new.city):
+        return "changed"
+    return None
+
+
+def change_key(event: Event, change: Change) -> str:
+    """Return the key of one change's message: each distinct new start and place has its own."""
+    version = "\0".join(str(part) for part in (event.start, event.place, event.city, change))
+    return f"event:{event.key}:{change}:" + hashlib.sha256(version.encode()).hexdigest()[:16]

@@ -56,3 +56,5 @@ class Delivery:
     event: Event | None = None  # set for an event's announcement
     calendar: str | None = None  # the URL of the calendar a message comes from
     region: str = ""  # the region of a region's calendar (it has no organisation)
+    change: str | None = None  # "changed" or "cancelled": a reply to an event's announcement
+    reply_to: str | None = None  # the Matrix event id of the announcement replied to

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nio import AsyncClient
+from nio import AsyncClient, Event
 
 from tests.e2e_support import (
     Feeds,
@@ -25,6 +25,7 @@ from tests.e2e_support import (
     eventually,
     load,
     posts_from,
+    replies_to,
     wait_for_titles,
 )
 from tests.feed_server import FeedServer
@@ -179,3 +180,41 @@ async def test_events_lists_what_is_coming_in_start_order(
         "Rencontre mensuelle",
     ]
     assert "LUG 974 : Permanence du LUG" in listed[1]
+
+
+async def test_a_change_and_a_cancellation_answer_the_announcement(
+    running: tuple[RunningBot, str, str], calendars: Calendars, alice: AsyncClient
+) -> None:
+    _, room, bot = running
+    title = "Atelier Linux"
+    start = DAY0 + timedelta(days=6, hours=10)
+    calendars.add(REGION_ICS, ("1010", title, start))
+    events = await wait_for_titles(alice, room, bot, [title])
+    (announcement,) = posts_from(events, bot)
+
+    moved = [item for item in calendars.items[REGION_ICS] if item[0] != "1010"]
+    calendars.serve(REGION_ICS, [*moved, ("1010", title, start + timedelta(hours=2))])
+
+    def answers(events: list[Event]) -> list[str]:
+        return [str(content(event)["body"]) for event in replies_to(events, announcement.event_id)]
+
+    events = await SynapseServer.wait_for_messages(alice, room, lambda found: bool(answers(found)))
+    (changed,) = answers(events)
+    assert changed.splitlines()[1] == f"Modifié : {title}"
+    assert ", 16 h – 20 h (heure de La Réunion, UTC+4)" in changed
+
+    calendars.server.set_feed(
+        REGION_ICS,
+        ics([*moved, ("1010", title, start + timedelta(hours=2))]).replace(
+            b"UID:1010@agendadulibre.org\r\n", b"UID:1010@agendadulibre.org\r\nSTATUS:CANCELLED\r\n"
+        ),
+        etag="cancelled",
+        content_type="text/calendar",
+    )
+    events = await SynapseServer.wait_for_messages(
+        alice, room, lambda found: len(answers(found)) >= 2
+    )
+    assert answers(events)[1].splitlines()[1] == f"Annulé : {title}"
+    await calendars.polls(REGION_ICS, 3)
+    events = await SynapseServer.timeline(alice, room)
+    assert len(answers(events)) == 2 and len(posts_from(events, bot)) == 1

@@ -236,3 +236,49 @@ def test_a_first_fetch_and_a_known_series_occurrence_are_only_seen() -> None:
     assert first_state("a", seeded=False, series=set()) == "pending"
     assert first_state("s#20260217T170000Z", seeded=False, series={"s"}) == "seen"
     assert first_state("t#20260217T170000Z", seeded=False, series={"s"}) == "pending"
+
+
+async def changes(store: Store, room: str = "!reunion:example.org") -> list[tuple[str, str]]:
+    rows = await store.pending_deliveries(NOW + 365 * DAY, limit=100)
+    return [
+        (row.event.key, row.change)
+        for row in rows
+        if row.room_id == room and row.change and row.event
+    ]
+
+
+async def test_a_new_start_place_or_a_cancellation_is_a_reply_to_each_announcement(
+    store: Store,
+) -> None:
+    await poll(store, REGION_ICS, [])
+    await poll(store, REGION_ICS, [event("1", days=5), event("2", days=6)])
+    (first, _) = await store.pending_deliveries(NOW + DAY)
+    await store.mark_sent(first.id, now=NOW, event_id="$announcement")
+    # A new description alone says nothing; a new start, place or a cancellation does.
+    await poll(
+        store, REGION_ICS, [event("1", days=5, description_html="<p>Autre</p>"), event("2", days=6)]
+    )
+    assert await changes(store) == []
+    moved = event("1", days=5, city="Saint-Pierre")
+    await poll(store, REGION_ICS, [moved, event("2", days=6, status="cancelled")])
+    assert await changes(store) == [("1", "changed"), ("2", "cancelled")]
+    await poll(store, REGION_ICS, [moved, event("2", days=6, status="cancelled")])
+    assert await changes(store) == [("1", "changed"), ("2", "cancelled")]  # once each
+    (reply,) = [row for row in await store.pending_deliveries(NOW + DAY) if row.change == "changed"]
+    assert reply.reply_to == "$announcement"
+    catalogue = Catalogue(
+        {"la-reunion": Region("la-reunion", "La Réunion", timezone="Indian/Reunion")}, {}
+    )
+    content = DeliveryRenderer(catalogue, "fr")(reply)
+    assert content["m.relates_to"] == {"m.in_reply_to": {"event_id": "$announcement"}}
+    assert content["body"].splitlines()[1] == "Modifié : Event 1"
+    assert "Saint-Pierre" in content["body"]
+
+
+async def test_an_event_that_leaves_the_export_or_was_never_announced_says_nothing(
+    store: Store,
+) -> None:
+    await poll(store, REGION_ICS, [event("1", days=5), event("far", days=90)])
+    await poll(store, REGION_ICS, [])  # left the export: not cancelled
+    await poll(store, REGION_ICS, [event("far", days=90, status="cancelled")])
+    assert await changes(store) == []

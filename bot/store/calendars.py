@@ -10,7 +10,10 @@ import aiosqlite
 from ..calendar import Event, starts_at
 from ..event_posting import (
     AnnouncementPlan,
+    Change,
     Pending,
+    change_key,
+    change_of,
     event_message_key,
     events_digest_key,
     first_state,
@@ -107,6 +110,80 @@ async def announce_due(
     return plan, deliveries
 
 
+async def _announced_ahead(
+    conn: aiosqlite.Connection, feed_id: int, now: float
+) -> dict[str, tuple[int, Event]]:
+    """Return the announced events that have not started: key → (row id, event)."""
+    async with conn.execute(
+        """SELECT id, key, data FROM calendar_events
+           WHERE feed_id = ? AND state = 'announced' AND starts > ?""",
+        (feed_id, now),
+    ) as cursor:
+        return {row[1]: (row[0], event_from_json(row[2])) for row in await cursor.fetchall()}
+
+
+async def _queue_change(
+    conn: aiosqlite.Connection,
+    feed: FeedState,
+    row_id: int,
+    event: Event,
+    change: Change,
+    now: float,
+) -> int:
+    """Queue one reply per room that got the event's announcement; return how many rows."""
+    async with conn.execute(
+        """SELECT id, room_id FROM outbox
+           WHERE calendar_event = ? AND event_change IS NULL AND digest_count = 0""",
+        (row_id,),
+    ) as cursor:
+        announcements = list(await cursor.fetchall())
+    key = change_key(event, change)
+    added = 0
+    for announcement_id, room_id in announcements:
+        cursor = await conn.execute(
+            """INSERT INTO outbox (room_id, organisation, txn_id, created, feed_id,
+                   calendar_event, event_change, reply_to)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING""",
+            (
+                room_id,
+                feed.organisation,
+                transaction_id(room_id, feed.id, key),
+                now,
+                feed.id,
+                row_id,
+                change,
+                announcement_id,
+            ),
+        )
+        added += max(cursor.rowcount, 0)
+        await cursor.close()
+    return added
+
+
+async def _queue_changes(
+    conn: aiosqlite.Connection,
+    feed: FeedState,
+    before: dict[str, tuple[int, Event]],
+    events: Sequence[Event],
+    *,
+    zone: str,
+    now: float,
+) -> int:
+    """Queue the replies owed for announced events whose start or place changed, or cancelled."""
+    added = 0
+    for event in events:
+        if event.key not in before:
+            continue
+        row_id, old = before[event.key]
+        change = change_of(old, event)
+        starts = starts_at(event, zone=zone)
+        if change == "changed" and (starts is None or starts.timestamp() <= now):
+            continue  # moved into the past: nothing left to come to
+        if change is not None:
+            added += await _queue_change(conn, feed, row_id, event, change, now)
+    return added
+
+
 class Calendars(Repository):
     """The events calendars brought, and the polls that recorded them."""
 
@@ -139,6 +216,7 @@ class Calendars(Repository):
             seeded = not (row and row[0])
             keys = [event.key for event in events]
             known = await known_keys(conn, "calendar_events", feed.id, keys)
+            before = await _announced_ahead(conn, feed.id, now)
             series = {event.key for event in events if event.rule is not None}
             rows = []
             for event in events:
@@ -163,6 +241,7 @@ class Calendars(Repository):
                        starts = excluded.starts, cancelled = excluded.cancelled""",
                 rows,
             )
+            changes = await _queue_changes(conn, feed, before, events, zone=zone, now=now)
             plan, deliveries = await announce_due(
                 conn, feed, region, now=now, within=within, max_posts=max_posts
             )
@@ -176,7 +255,7 @@ class Calendars(Repository):
             posted=(),
             too_old=0,
             digested=len(plan.digest),
-            deliveries=deliveries,
+            deliveries=deliveries + changes,
             new_events=len(events) - len(known),
             announced=len(plan.post),
         )

@@ -152,6 +152,9 @@ async def add_calendars(conn: aiosqlite.Connection) -> None:
             "CREATE INDEX calendar_events_by_start ON calendar_events (starts)",
             "ALTER TABLE outbox ADD COLUMN calendar_event INTEGER "
             "REFERENCES calendar_events(id) ON DELETE CASCADE",
+            # A change or cancellation of an announced event: a reply to the announcement's row.
+            "ALTER TABLE outbox ADD COLUMN event_change TEXT",
+            "ALTER TABLE outbox ADD COLUMN reply_to INTEGER",
         ],
     )
 

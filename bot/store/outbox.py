@@ -80,8 +80,10 @@ class Outbox(Repository):
             """SELECT o.id AS outbox_id, o.room_id, o.txn_id, o.organisation, o.digest_count,
                       o.attempts, e.key, e.title, e.link, e.published, e.summary_html,
                       s.title AS source_title, s.url AS source_url, s.site_url AS source_site,
-                      s.kind AS source_kind, s.region AS source_region, c.data AS event
+                      s.kind AS source_kind, s.region AS source_region, c.data AS event,
+                      o.event_change, a.event_id AS reply_event
                FROM outbox o
+               LEFT JOIN outbox a ON a.id = o.reply_to
                LEFT JOIN entries e ON e.id = o.entry_id
                LEFT JOIN calendar_events c ON c.id = o.calendar_event
                LEFT JOIN feeds s ON s.id = o.feed_id
@@ -104,6 +106,8 @@ class Outbox(Repository):
                 event=event_from_json(row["event"]) if row["event"] is not None else None,
                 calendar=row["source_url"] if row["source_kind"] == "calendar" else None,
                 region=row["source_region"] or "",
+                change=row["event_change"],
+                reply_to=row["reply_event"],
             )
             for row in rows
         ]
