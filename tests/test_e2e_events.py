@@ -29,34 +29,13 @@ from tests.e2e_support import (
     wait_for_titles,
 )
 from tests.feed_server import FeedServer
+from tests.ics_export import Item, ics
 from tests.synapse_server import ClientFactory, SynapseServer
 
 REGION_ICS = "/agenda-reunion.ics"
 LUG_ICS = "/lug-974.ics"
 # Tomorrow's midnight (UTC) and on: every test's times fall on whole hours, far from now.
 DAY0 = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-
-Item = tuple[str, str, datetime]  # id, title, start (the event lasts four hours)
-
-
-def ics(items: Sequence[Item]) -> bytes:
-    """An export shaped like L'Agenda du Libre's: UTC times, LOCATION, URL."""
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Crieur tests//FR"]
-    for uid, title, start in items:
-        end = start + timedelta(hours=4)
-        lines += [
-            "BEGIN:VEVENT",
-            f"UID:{uid}@agendadulibre.org",
-            "DTSTAMP:20260101T000000Z",
-            f"DTSTART:{start:%Y%m%dT%H%M%SZ}",
-            f"DTEND:{end:%Y%m%dT%H%M%SZ}",
-            f"SUMMARY:{title}",
-            "LOCATION:Médiathèque François Mitterrand\\, 97400 Saint-Denis",
-            f"URL:https://www.agendadulibre.org/events/{uid}",
-            "END:VEVENT",
-        ]
-    lines.append("END:VCALENDAR")
-    return ("\r\n".join(lines) + "\r\n").encode()
 
 
 class Calendars:
