@@ -250,6 +250,13 @@ def print_outcomes(
                 for entry in outcome.record.new_entries:
                     when = entry.published.strftime("%Y-%m-%d %H:%M") if entry.published else "?"
                     print(f"    + {when}  {entry.title}  {entry.link or ''}".rstrip(), file=out)
+    for region in catalogue.regions:
+        # A region's calendars belong to no organisation.
+        polls = [o for o in outcomes if o.feed.kind == "calendar" and o.feed.region == region.slug]
+        if polls:
+            print(region.name, file=out)
+        for outcome in polls:
+            print(f"  {outcome.feed.url}: {describe(outcome, dry_run=dry_run)}", file=out)
     if dry_run:
         print("(dry run: nothing was recorded)", file=out)
 
@@ -261,9 +268,15 @@ def describe(outcome: PollOutcome, *, dry_run: bool) -> str:
         return f"error: {outcome.error}"
     if outcome.status == "not_modified":
         return "not modified"
+    verb = "would be" if dry_run else "are"
+    if outcome.feed.kind == "calendar" and record is not None and record.new_events:
+        if record.seeded:
+            return (
+                f"first fetch: {record.new_events} events {verb} recorded as seen, none announced"
+            )
+        return f"{record.new_events} new events, {record.deliveries} messages queued"
     if record is None or not record.new_entries:
         return "nothing new"
-    verb = "would be" if dry_run else "are"
     if record.seeded:
         return (
             f"first fetch: {len(record.new_entries)} entries {verb} recorded as seen, none posted"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import EXIT_OK, main
 from bot.config import PollingConfig
 from bot.event_posting import CalendarSettings
 from bot.fetcher import Fetcher
@@ -83,3 +85,24 @@ async def test_a_body_that_is_not_a_calendar_is_a_failure(bench: Bench, body: by
     (feed,) = await bench.store.feeds()
     assert feed.error_count == 1 and not feed.initialised
     assert await bench.store.upcoming_events(["la-reunion"], [], now=0, limit=5) == []
+
+
+async def test_crieur_fetch_reports_a_region_s_calendar(
+    tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "matrix: {homeserver: 'http://127.0.0.1:1', user_id: '@c:localhost', password: x}\n"
+        "database: ./crieur.sqlite3\n"
+        "polling: {timeout: 2s, allow_private_networks: true}\n"
+        f"regions: {{la-reunion: {{name: La Réunion, events: ['{feed_server.url(PATH)}']}}}}\n",
+        encoding="utf-8",
+    )
+    feed_server.set_feed(PATH, ics([("1", "Rencontre", START)]), content_type="text/calendar")
+    assert await asyncio.to_thread(main, ["fetch", "-c", str(config), "--dry-run"]) == EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == [
+        "La Réunion",
+        f"  {feed_server.url(PATH)}: first fetch: 1 events would be recorded as seen, "
+        "none announced",
+    ]
