@@ -282,3 +282,19 @@ async def test_an_event_that_leaves_the_export_or_was_never_announced_says_nothi
     await poll(store, REGION_ICS, [])  # left the export: not cancelled
     await poll(store, REGION_ICS, [event("far", days=90, status="cancelled")])
     assert await changes(store) == []
+
+
+async def test_an_unchanged_export_is_read_anew_once_a_series_next_occurrence_started(
+    store: Store,
+) -> None:
+    weekly = Rule("WEEKLY", weekdays=((0, 1),))
+    series = event("s", days=-30, rule=weekly, next_start=event("x", days=2).start)
+    await poll(store, REGION_ICS, [series], etag='"v1"', body_hash="h1")
+    feed = await calendar(store, REGION_ICS)
+    await store.announce_due_events(feed, "la-reunion", now=NOW + DAY, within=WINDOW, max_posts=5)
+    assert (await calendar(store, REGION_ICS)).etag == '"v1"'
+    await store.announce_due_events(
+        feed, "la-reunion", now=NOW + 3 * DAY, within=WINDOW, max_posts=5
+    )
+    refreshed = await calendar(store, REGION_ICS)
+    assert (refreshed.etag, refreshed.body_hash) == (None, None)

@@ -228,6 +228,7 @@ class Calendars(Repository):
                         event.key,
                         event_to_json(event),
                         starts.timestamp() if starts is not None else None,
+                        int(event.rule is not None),
                         int(event.status == "cancelled"),
                         state,
                         now,
@@ -235,10 +236,11 @@ class Calendars(Repository):
                 )
             await conn.executemany(
                 """INSERT INTO calendar_events
-                       (feed_id, key, data, starts, cancelled, state, first_seen)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                       (feed_id, key, data, starts, series, cancelled, state, first_seen)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (feed_id, key) DO UPDATE SET data = excluded.data,
-                       starts = excluded.starts, cancelled = excluded.cancelled""",
+                       starts = excluded.starts, series = excluded.series,
+                       cancelled = excluded.cancelled""",
                 rows,
             )
             changes = await _queue_changes(conn, feed, before, events, zone=zone, now=now)
@@ -263,10 +265,21 @@ class Calendars(Repository):
     async def announce_due_events(
         self, feed: FeedState, region: str, *, now: float, within: float, max_posts: int
     ) -> int:
-        """Queue the announcements of pending events that came within the window; count rows."""
+        """Queue the announcements of pending events that came within the window; count rows.
+
+        For an export that did not change: a series whose next occurrence has started has
+        another one to find, so the calendar's validators are forgotten and its next poll
+        fetches and parses it anew.
+        """
         async with self._db.transaction() as conn:
             _, deliveries = await announce_due(
                 conn, feed, region, now=now, within=within, max_posts=max_posts
+            )
+            await conn.execute(
+                """UPDATE feeds SET etag = NULL, last_modified = NULL, body_hash = NULL
+                   WHERE id = ? AND EXISTS (SELECT 1 FROM calendar_events
+                       WHERE feed_id = ? AND series = 1 AND starts <= ?)""",
+                (feed.id, feed.id, now),
             )
         return deliveries
 

@@ -143,6 +143,7 @@ async def add_calendars(conn: aiosqlite.Connection) -> None:
                 key TEXT NOT NULL,
                 data TEXT NOT NULL,
                 starts REAL,
+                series INTEGER NOT NULL DEFAULT 0,
                 cancelled INTEGER NOT NULL DEFAULT 0,
                 state TEXT NOT NULL
                     CHECK (state IN ('seen', 'pending', 'announced', 'digested')),
