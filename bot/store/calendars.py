@@ -46,35 +46,30 @@ async def _queue(
     now: float,
 ) -> int:
     """Add the plan's outbox rows for these rooms; return how many."""
-    added = 0
-    rows: list[tuple[str, str, str, float, int, int | None]] = [
-        (
-            room_id,
-            feed.organisation,
-            transaction_id(room_id, feed.id, event_message_key(event.key)),
-            now,
-            feed.id,
-            event.id,
-        )
+    # (room, transaction key, event row or None for "… and N more", how many that line counts)
+    messages: list[tuple[str, str, int | None, int]] = [
+        (room_id, event_message_key(event.key), event.id, 0)
         for room_id in rooms
         for event in plan.post
     ]
     if plan.digest:
         key = events_digest_key([event.key for event in plan.digest])
-        count = len(plan.digest)
-        rows += [
-            (room_id, feed.organisation, transaction_id(room_id, feed.id, key), now, feed.id, None)
-            for room_id in rooms
-        ]
-    else:
-        count = 0
-    for row in rows:
-        # A digest row has no event: its count says how many it stands for.
+        messages += [(room_id, key, None, len(plan.digest)) for room_id in rooms]
+    added = 0
+    for room_id, key, event_row, count in messages:
         cursor = await conn.execute(
             """INSERT INTO outbox (room_id, organisation, txn_id, created, feed_id,
                    calendar_event, digest_count)
                VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING""",
-            (*row, 0 if row[5] is not None else count),
+            (
+                room_id,
+                feed.organisation,
+                transaction_id(room_id, feed.id, key),
+                now,
+                feed.id,
+                event_row,
+                count,
+            ),
         )
         added += max(cursor.rowcount, 0)
         await cursor.close()
@@ -93,8 +88,8 @@ async def announce_due(
     """Queue, inside the caller's transaction, what a calendar owes rooms now."""
     async with conn.execute(
         """SELECT id, key, starts, cancelled FROM calendar_events
-           WHERE feed_id = ? AND state = 'pending'""",
-        (feed.id,),
+           WHERE feed_id = ? AND state = 'pending' AND starts > ?""",
+        (feed.id, now),
     ) as cursor:
         pending = [Pending(row[0], row[1], row[2], bool(row[3])) for row in await cursor.fetchall()]
     plan = plan_announcements(pending, now=now, within=within, max_posts=max_posts)
