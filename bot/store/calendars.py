@@ -38,6 +38,34 @@ class StoredEvent:
     starts: float  # epoch seconds of its (next) start
 
 
+async def _add_message(
+    conn: aiosqlite.Connection,
+    feed: FeedState,
+    room_id: str,
+    key: str,
+    now: float,
+    **columns: object,
+) -> int:
+    """Add one outbox row unless its transaction id is there already; return 1 or 0."""
+    values = {
+        "room_id": room_id,
+        "organisation": feed.organisation,
+        "txn_id": transaction_id(room_id, feed.id, key),
+        "created": now,
+        "feed_id": feed.id,
+        **columns,  # names written in this module only, never from outside
+    }
+    names = ", ".join(values)
+    marks = ", ".join("?" for _ in values)
+    cursor = await conn.execute(
+        f"INSERT INTO outbox ({names}) VALUES ({marks}) ON CONFLICT (txn_id) DO NOTHING",
+        tuple(values.values()),
+    )
+    added = max(cursor.rowcount, 0)
+    await cursor.close()
+    return added
+
+
 async def _queue(
     conn: aiosqlite.Connection,
     feed: FeedState,
@@ -57,22 +85,9 @@ async def _queue(
         messages += [(room_id, key, None, len(plan.digest)) for room_id in rooms]
     added = 0
     for room_id, key, event_row, count in messages:
-        cursor = await conn.execute(
-            """INSERT INTO outbox (room_id, organisation, txn_id, created, feed_id,
-                   calendar_event, digest_count)
-               VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING""",
-            (
-                room_id,
-                feed.organisation,
-                transaction_id(room_id, feed.id, key),
-                now,
-                feed.id,
-                event_row,
-                count,
-            ),
+        added += await _add_message(
+            conn, feed, room_id, key, now, calendar_event=event_row, digest_count=count
         )
-        added += max(cursor.rowcount, 0)
-        await cursor.close()
     return added
 
 
@@ -135,23 +150,10 @@ async def _queue_change(
     key = change_key(event, change)
     added = 0
     for announcement_id, room_id in announcements:
-        cursor = await conn.execute(
-            """INSERT INTO outbox (room_id, organisation, txn_id, created, feed_id,
-                   calendar_event, event_change, reply_to)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO NOTHING""",
-            (
-                room_id,
-                feed.organisation,
-                transaction_id(room_id, feed.id, key),
-                now,
-                feed.id,
-                row_id,
-                change,
-                announcement_id,
-            ),
-        )
-        added += max(cursor.rowcount, 0)
-        await cursor.close()
+        added += await _add_message(
+            conn, feed, room_id, key, now,
+            calendar_event=row_id, event_change=change, reply_to=announcement_id,
+        )  # fmt: skip
     return added
 
 
