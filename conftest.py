@@ -8,7 +8,9 @@ pytest_plugins = ["tests.feed_server", "tests.synapse_server", "tests.js_client"
 
 # A test that asks for one of these runs a homeserver: it is marked `synapse`, so that the
 # unit tests alone run with `-m "not synapse"` (as `make test` does against the floors).
-_SYNAPSE_FIXTURES = frozenset({"synapse", "synapse_factory", "synapse_strict", "matrix_client"})
+_SYNAPSE_FIXTURES = frozenset(
+    {"synapse", "synapse_factory", "synapse_strict", "matrix_client", "js_user"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -16,6 +16,7 @@ from .commands import Commands, RoomSourcesPolicy
 from .config import Config
 from .dispatcher import DeliveryRenderer, Dispatcher, DispatcherSignals
 from .errors import StoreError
+from .event_posting import CalendarSettings, configured_calendars
 from .fetcher import Fetcher
 from .finder import SiteFinder
 from .health import HealthProbe, serve
@@ -57,7 +58,8 @@ async def _run_bot(
     store = await Store.open(config.database)
     try:
         await store.sync_feeds(
-            (org.slug, url) for org in config.organisations.values() for url in org.feeds
+            ((org.slug, url) for org in config.organisations.values() for url in org.feeds),
+            configured_calendars(config),
         )
         await fit_to_intervals(store, PollTiming(config.organisations, config.polling))
         signals = DispatcherSignals()
@@ -156,6 +158,7 @@ async def _serve(
         timing=PollTiming(config.organisations, config.polling),
         clock=time.time,
         listeners=(wake_dispatcher, metrics.observe_poll, parts.reports.poll_seen),
+        calendars=CalendarSettings.from_config(config),
     )
     scheduler = Scheduler(
         store,

@@ -151,6 +151,16 @@ def is_past(event: Event, now: datetime, *, zone: str) -> bool:
     return _instant(_when_next(event), _zone(zone) or UTC) <= now
 
 
+def starts_at(event: Event, *, zone: str) -> datetime | None:
+    """Return when an event (a series: its next occurrence) starts; None for a finished series.
+
+    An all-day event starts at midnight in `zone` (an IANA name, the region's).
+    """
+    if event.rule is not None and event.next_start is None:
+        return None
+    return _instant(_when_next(event), _zone(zone) or UTC)
+
+
 def _when_next(event: Event) -> When:
     """Return when an event next takes place: a series' next occurrence, else its start."""
     return event.next_start if event.next_start is not None else event.start

@@ -16,6 +16,7 @@ from .catalogue import Catalogue
 from .config import Config, PollingConfig, load_config, resolve_config_path
 from .discovery import Discovery, discover
 from .errors import ConfigError, CrieurError, OpmlError
+from .event_posting import CalendarSettings, configured_calendars
 from .fetcher import Fetcher
 from .logs import RedactSecrets, setup_logging
 from .opml import OpmlOutline, opml_to_yaml, read_opml, write_opml
@@ -179,10 +180,13 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     """Validate the configuration and print a summary."""
     config = read_config(args)
     feeds = sum(len(org.feeds) for org in config.organisations.values())
+    calendars = sum(len(org.events) for org in config.organisations.values()) + sum(
+        len(region.events) for region in config.regions.values()
+    )
     rooms = sorted({room for region in config.regions.values() for room in region.rooms})
     print(
         f"configuration ok: {len(config.organisations)} organisations, {feeds} feeds, "
-        f"{len(config.regions)} regions, {len(rooms)} rooms",
+        f"{calendars} calendars, {len(config.regions)} regions, {len(rooms)} rooms",
         file=out,
     )
     encryption = f"on (trust: {config.matrix.trust})" if config.matrix.encryption else "off"
@@ -227,19 +231,22 @@ async def fetch_once(
 ) -> list[PollOutcome]:
     """Poll every feed of these organisations (all if None) once, concurrently."""
     wanted = [(org.slug, url) for org in config.organisations.values() for url in org.feeds]
+    calendars = configured_calendars(config)
     if dry_run:  # a copy in memory: nobody else's feeds can be touched
         store = await Store.open_copy(config.database)
         async with store:
-            await store.sync_feeds(wanted)
+            await store.sync_feeds(wanted, calendars)
             return await poll_once(config, store, organisations)
     lock = DatabaseLock(config.database, "crieur fetch")
     owner = lock.acquire()
     try:
         async with await Store.open(config.database) as store:
             if owner:
-                await store.sync_feeds(wanted)
+                await store.sync_feeds(wanted, calendars)
             elif not same_feeds(
-                wanted, ((f.organisation, f.config_url) for f in await store.feeds())
+                [*wanted, *((org, url) for org, _, url in calendars)],
+                # Rooms' own feeds are the running bot's, not a configuration's.
+                ((f.organisation, f.config_url) for f in await store.feeds() if not f.room_source),
             ):
                 # Syncing would mark the running bot's feeds inactive under it.
                 raise lock.refusal(
@@ -257,7 +264,14 @@ async def poll_once(
     """Poll every feed of these organisations (all if None) of the store once, concurrently."""
     async with Fetcher(config.polling) as fetcher:
         timing = PollTiming(config.organisations, config.polling)
-        pipeline = Pipeline(store, fetcher, config.organisations, config.polling, timing=timing)
+        pipeline = Pipeline(
+            store,
+            fetcher,
+            config.organisations,
+            config.polling,
+            timing=timing,
+            calendars=CalendarSettings.from_config(config),
+        )
         # Organisations' feeds only: the feeds rooms added are the running bot's business.
         feeds = [feed for feed in await store.feeds(organisations) if not feed.room_source]
         return list(await asyncio.gather(*(pipeline.poll(feed) for feed in feeds)))
@@ -283,6 +297,13 @@ def print_outcomes(
                 for entry in outcome.record.new_entries:
                     when = entry.published.strftime("%Y-%m-%d %H:%M") if entry.published else "?"
                     print(f"    + {when}  {entry.title}  {entry.link or ''}".rstrip(), file=out)
+    for region in catalogue.regions:
+        # A region's calendars belong to no organisation.
+        polls = [o for o in outcomes if o.feed.kind == "calendar" and o.feed.region == region.slug]
+        if polls:
+            print(region.name, file=out)
+        for outcome in polls:
+            print(f"  {outcome.feed.url}: {describe(outcome, dry_run=dry_run)}", file=out)
     if dry_run:
         print("(dry run: nothing was recorded)", file=out)
 
@@ -294,9 +315,15 @@ def describe(outcome: PollOutcome, *, dry_run: bool) -> str:
         return f"error: {mask_urls(outcome.error or '')}"
     if outcome.status == "not_modified":
         return "not modified"
+    verb = "would be" if dry_run else "are"
+    if outcome.feed.kind == "calendar" and record is not None and record.new_events:
+        if record.seeded:
+            return (
+                f"first fetch: {record.new_events} events {verb} recorded as seen, none announced"
+            )
+        return f"{record.new_events} new events, {record.deliveries} messages queued"
     if record is None or not record.new_entries:
         return "nothing new"
-    verb = "would be" if dry_run else "are"
     if record.seeded:
         return (
             f"first fetch: {len(record.new_entries)} entries {verb} recorded as seen, none posted"

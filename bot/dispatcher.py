@@ -7,13 +7,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 from .catalogue import Catalogue
 from .config import Language, Organisation, Region
 from .errors import HomeserverUnavailable, RateLimited, RoomUnavailable, SendError
 from .model import Delivery
 from .render import render_digest, render_entry, source_as_organisation
+from .render_event import Change, EventSource, render_event
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ class DeliveryRenderer:
         self._language = language
 
     def __call__(self, delivery: Delivery) -> dict[str, Any]:
+        if delivery.calendar is not None:
+            return self._calendar_message(delivery, delivery.calendar)
         organisation = self._catalogue.find_organisation(delivery.organisation)
         if delivery.source is not None:
             organisation = source_as_organisation(delivery.source)
@@ -73,6 +78,34 @@ class DeliveryRenderer:
             return render_digest(organisation, delivery.digest_count, self._language)
         zone = self._catalogue.zone_of(region if region.slug else None)
         return render_entry(delivery.entry, organisation, region, self._language, zone=zone)
+
+    def _calendar_message(self, delivery: Delivery, calendar: str) -> dict[str, Any]:
+        """Render an event, or a calendar's "… and N more", in the zone of its region."""
+        organisation = self._catalogue.get_organisation(delivery.organisation)
+        slug = organisation.region if organisation is not None else delivery.region
+        region = self._catalogue.get_region(slug) or Region(slug, slug)
+        site = (organisation.url if organisation is not None else None) or site_of(calendar)
+        if delivery.event is None:
+            named = organisation or Organisation(region.slug, region.name, region.slug)
+            return render_digest(replace(named, url=site), delivery.digest_count, self._language)
+        source = EventSource(
+            region.name, organisation.name if organisation is not None else None, site
+        )
+        zone = self._catalogue.zone_of(region if region.slug else None)
+        change: Change = "new"
+        if delivery.change in ("changed", "cancelled"):
+            change = "changed" if delivery.change == "changed" else "cancelled"
+        content = render_event(delivery.event, source, self._language, zone=zone, change=change)
+        if delivery.reply_to is not None:
+            # Where the announcement was delivered, the change answers it.
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": delivery.reply_to}}
+        return content
+
+
+def site_of(url: str) -> str | None:
+    """Return the site a calendar's URL lives on: what an event without URL links to."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/" if parts.scheme and parts.netloc else None
 
 
 class Dispatcher:
@@ -222,11 +255,9 @@ class Dispatcher:
         self._outage_delay = 0.0
         self.last_success = self._clock()
         await self._store.mark_sent(delivery.id, now=self._clock(), event_id=event_id)
-        log.info(
-            "posted %s to %s",
-            f"'{delivery.entry.title}'" if delivery.entry else f"digest of {delivery.digest_count}",
-            delivery.room_id,
-        )
+        item = delivery.entry or delivery.event
+        what = f"'{item.title}'" if item is not None else f"digest of {delivery.digest_count}"
+        log.info("posted %s to %s", what, delivery.room_id)
         for listener in self._listeners.values():
             listener(delivery)
         return "sent"

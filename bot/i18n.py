@@ -14,21 +14,15 @@ from typing import Final, Literal
 
 from . import i18n_filters
 from .config import Language
+from .event_messages import EVENTS_EN, EVENTS_FR
 
 _FR: Final[Mapping[str, str]] = MappingProxyType(
     {
+        **EVENTS_FR,
         # Messages posted by the relay.
         "entry.published": "Publié le {date}",
         "entry.untitled": "(sans titre)",
         "date.zoned": "{date} (heure de {place}, {offset})",
-        "event.at": "{day}, {time}",
-        "event.from_to": "{start} – {end}",
-        "event.days": "du {first} au {last}",
-        "event.place": "Lieu : {place}",
-        "event.series": "{rule} — prochaine fois : {next}",
-        "event.changed": "Modifié : {title}",
-        "event.cancelled": "Annulé : {title}",
-        "event.untitled": "(événement sans titre)",
         "rule.daily": "tous les jours",
         "rule.daily_n": "tous les {n} jours",
         "rule.weekly": "tous les {days}",
@@ -216,17 +210,10 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
 
 _EN: Final[Mapping[str, str]] = MappingProxyType(
     {
+        **EVENTS_EN,
         "entry.published": "Published on {date}",
         "entry.untitled": "(untitled)",
         "date.zoned": "{date} ({place} time, {offset})",
-        "event.at": "{day}, {time}",
-        "event.from_to": "{start} – {end}",
-        "event.days": "{first} – {last}",
-        "event.place": "Where: {place}",
-        "event.series": "{rule} — next: {next}",
-        "event.changed": "Changed: {title}",
-        "event.cancelled": "Cancelled: {title}",
-        "event.untitled": "(untitled event)",
         "rule.daily": "every day",
         "rule.daily_n": "every {n} days",
         "rule.weekly": "every {days}",

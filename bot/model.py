@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from .calendar import Event
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -51,3 +53,8 @@ class Delivery:
     digest_count: int = 0  # for a digest row: how many entries it stands for
     attempts: int = 0
     source: Source | None = None  # set for a room source's message: named by its title
+    event: Event | None = None  # set for an event's announcement
+    calendar: str | None = None  # the URL of the calendar a message comes from
+    region: str = ""  # the region of a region's calendar (it has no organisation)
+    change: str | None = None  # "changed" or "cancelled": a reply to an event's announcement
+    reply_to: str | None = None  # the Matrix event id of the announcement replied to

@@ -8,10 +8,13 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal, Protocol
 
+from . import calendar
 from .config import Organisation, PollingConfig
 from .errors import FetchError, ParseError, StoreError, bug_summary
+from .event_posting import CalendarSettings
 from .model import FetchResult
 from .parser import parse
 from .redact import mask_urls
@@ -65,8 +68,10 @@ class Pipeline:
         timing: Timing,
         clock: Callable[[], float] = time.time,
         listeners: tuple[PollListener, ...] = (),
+        calendars: CalendarSettings | None = None,
     ) -> None:
         self._store = store
+        self._calendars = calendars or CalendarSettings()
         self._fetcher = fetcher
         self._organisations = organisations
         self._polling = polling
@@ -94,8 +99,8 @@ class Pipeline:
         return outcome
 
     async def _poll(self, feed: FeedState) -> PollOutcome:
-        region = ""  # a room source belongs to no organisation, hence to no region
-        if not feed.room_source:
+        region = feed.region  # a region's calendar; a room source belongs to no region
+        if not feed.room_source and not region:
             organisation = self._organisations.get(feed.organisation)
             if organisation is None:
                 # The configuration dropped it while a poll was queued.
@@ -117,14 +122,18 @@ class Pipeline:
                 feed.id, now=now, next_poll=next_poll, etag=result.etag,
                 last_modified=result.last_modified, new_url=new_url,
             )  # fmt: skip
-            return PollOutcome(feed, "not_modified")
+            return await self._unchanged(feed, region, now, "not_modified")
         body_hash = hashlib.sha256(result.body).hexdigest()
         if feed.initialised and body_hash == feed.body_hash:
             await self._store.record_not_modified(
                 feed.id, now=now, next_poll=next_poll, etag=result.etag,
                 last_modified=result.last_modified, new_url=new_url,
             )  # fmt: skip
-            return PollOutcome(feed, "unchanged")
+            return await self._unchanged(feed, region, now, "unchanged")
+        if feed.kind == "calendar":
+            return await self._record_calendar(
+                feed, region, result, now=now, next_poll=next_poll, body_hash=body_hash
+            )
         try:
             # feedparser is CPU-bound: keep it off the event loop.
             entries = await asyncio.to_thread(
@@ -158,6 +167,56 @@ class Pipeline:
                 feed.url,
                 len(record.new_entries),
                 len(record.posted),
+                record.deliveries,
+            )
+            return PollOutcome(feed, "new", record)
+        return PollOutcome(feed, "unchanged", record)
+
+    async def _unchanged(
+        self, feed: FeedState, region: str, now: float, status: Status
+    ) -> PollOutcome:
+        """End a poll that read nothing new; a calendar's waiting events may have come due."""
+        if feed.kind != "calendar" or not feed.initialised:
+            return PollOutcome(feed, status)
+        deliveries = await self._store.announce_due_events(
+            feed, region, now=now, within=self._calendars.announce_within,
+            max_posts=self._polling.max_posts_per_poll,
+        )  # fmt: skip
+        record = PollRecord((), False, (), 0, 0, deliveries)
+        return PollOutcome(feed, status, record if deliveries else None)
+
+    async def _record_calendar(
+        self, feed: FeedState, region: str, result: FetchResult, *,
+        now: float, next_poll: float, body_hash: str,
+    ) -> PollOutcome:  # fmt: skip
+        """Parse a calendar's body and record its events; announce those that are due."""
+        zone = self._calendars.zone(region)
+        moment = datetime.fromtimestamp(now, UTC)
+        body = result.body or b""
+        try:
+            # icalendar is CPU-bound: keep it off the event loop.
+            events = await asyncio.to_thread(calendar.parse, body, now=moment, zone=zone)
+        except ParseError as error:
+            return await self._failed(feed, str(error), None)
+        record = await self._store.record_calendar(
+            feed, region, events, zone=zone, now=now, next_poll=next_poll,
+            within=self._calendars.announce_within, max_posts=self._polling.max_posts_per_poll,
+            etag=result.etag, last_modified=result.last_modified, body_hash=body_hash,
+            new_url=result.permanent_url,
+        )  # fmt: skip
+        if record.seeded:
+            log.info(
+                "calendar %s: first fetch, %d events recorded as seen, none announced",
+                feed.url,
+                record.new_events,
+            )
+            return PollOutcome(feed, "seeded", record)
+        if record.new_events or record.deliveries:
+            log.info(
+                "calendar %s: %d new events, %d announced in %d deliveries",
+                feed.url,
+                record.new_events,
+                record.announced,
                 record.deliveries,
             )
             return PollOutcome(feed, "new", record)

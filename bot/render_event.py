@@ -101,7 +101,7 @@ def _details(event: Event, language: Language, zone: Zone) -> list[tuple[str, bo
     lines: list[tuple[str, bool]] = []
     if event.rule is not None and event.next_start is not None:
         words = rule_words(event.rule, _local_start(event.next_start, zone), language)
-        upcoming = span(event.next_start, _shifted_end(event, event.next_start), language, zone)
+        upcoming = span(event.next_start, shifted_end(event, event.next_start), language, zone)
         lines.append((t(language, "event.series", rule=words, next=upcoming), True))
     else:
         lines.append((event_when(event, language, zone), True))
@@ -113,7 +113,7 @@ def _details(event: Event, language: Language, zone: Zone) -> list[tuple[str, bo
     return lines
 
 
-def _shifted_end(event: Event, start: When) -> When | None:
+def shifted_end(event: Event, start: When) -> When | None:
     """Return the end of the occurrence starting at `start`: the series' duration after it."""
     end, first = event.end, event.start
     if isinstance(end, datetime) and isinstance(first, datetime):

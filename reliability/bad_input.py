@@ -342,15 +342,17 @@ def _tmpfs(directory: Path, size: str) -> Iterator[None]:
 def _fill(directory: Path) -> Path:
     """Write a file until the file system is full; return it."""
     filler = directory / "filler"
-    with filler.open("wb") as out:
-        block = b"\0" * 65536
-        try:
+    try:
+        with filler.open("wb") as out:
+            block = b"\0" * 65536
             while True:
                 out.write(block)
                 out.flush()
-        except OSError as error:
-            if error.errno != errno.ENOSPC:
-                raise
+    except OSError as error:
+        # Closing flushes again what the last write left in the buffer: ENOSPC may come
+        # from there too, depending on how the free space falls.
+        if error.errno != errno.ENOSPC:
+            raise
     with contextlib.suppress(OSError), filler.open("ab") as out:  # the last partial block
         while True:
             out.write(b"\0" * 512)

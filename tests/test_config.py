@@ -247,9 +247,7 @@ def test_missing_sections_are_named(tmp_path: Path) -> None:
 
 def test_an_empty_organisation_is_reported_with_what_it_needs(tmp_path: Path) -> None:
     text = MINIMAL + "  parinux:\n"
-    assert problems_of(tmp_path, text) == [
-        "organisations.parinux: empty: expected name, region, feeds"
-    ]
+    assert problems_of(tmp_path, text) == ["organisations.parinux: empty: expected name, region"]
 
 
 @pytest.mark.parametrize(
@@ -284,7 +282,7 @@ def test_one_feed_cannot_belong_to_two_organisations(tmp_path: Path) -> None:
         "    feeds: [https://www.april.org/fr/rss.xml]\n"
     )
     assert problems_of(tmp_path, text) == [
-        "organisations.april-bis.feeds[0]: already a feed of organisation 'april'"
+        "organisations.april-bis.feeds[0]: already a source of organisation 'april'"
     ]
 
 
@@ -563,4 +561,65 @@ def test_the_admin_room_and_report_after_are_read_and_checked(tmp_path: Path) ->
     assert [line.split(":")[0] for line in problems] == [
         "matrix.admin_room",
         "polling.report_after",
+    ]
+
+
+def test_calendars_and_the_events_section_load(tmp_path: Path) -> None:
+    text = replace(
+        MINIMAL,
+        "    name: France\n",
+        "    name: France\n    events: ['https://agenda.example.org/events.ics?region=1']\n",
+    ) + (
+        "  parinux:\n    name: Parinux\n    region: ile-de-france\n"
+        "    events: [https://parinux.example.org/agenda.ics]\n"
+        "events:\n  announce_within: 30d\n  digest: {day: friday, time: '18:30'}\n"
+    )
+    config = load_config(write(tmp_path, text), env={})
+    assert config.regions["france"].events == ("https://agenda.example.org/events.ics?region=1",)
+    assert config.organisations["parinux"].events == ("https://parinux.example.org/agenda.ics",)
+    assert config.organisations["parinux"].feeds == ()
+    assert config.events.announce_within == 30 * 86400
+    assert (config.events.digest_day, config.events.digest_time) == (4, (18, 30))
+
+
+def test_the_events_section_has_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL), env={})
+    assert config.events.announce_within == 60 * 86400
+    assert (config.events.digest_day, config.events.digest_time) == (0, (8, 0))
+
+
+@pytest.mark.parametrize(
+    ("digest", "problem"),
+    [
+        ("{day: lundi}", "events.digest.day: must be a day of the week like monday, not 'lundi'"),
+        ("{time: '25:00'}", "events.digest.time: must be a time of day written"),
+        ("{time: '8h'}", "events.digest.time: must be a time of day written"),
+        ("{when: monday}", "events.digest.when: unknown key"),
+    ],
+)
+def test_the_digest_day_and_time_are_checked(tmp_path: Path, digest: str, problem: str) -> None:
+    (line,) = problems_of(tmp_path, MINIMAL + f"events:\n  digest: {digest}\n")
+    assert line.startswith(problem)
+
+
+def test_an_organisation_needs_a_feed_a_calendar_or_a_site(tmp_path: Path) -> None:
+    text = MINIMAL + "  parinux:\n    name: Parinux\n    region: ile-de-france\n"
+    assert problems_of(tmp_path, text) == [
+        "organisations.parinux: needs feeds, events or url (to discover its feed)"
+    ]
+    with_url = text + "    url: https://parinux.org/\n"
+    assert load_config(write(tmp_path, with_url), env={}).organisations["parinux"].url
+
+
+def test_a_calendar_url_belongs_to_one_source(tmp_path: Path) -> None:
+    text = replace(
+        MINIMAL,
+        "    name: France\n",
+        "    name: France\n    events: [https://a.example.org/x.ics]\n",
+    ) + (
+        "  parinux:\n    name: Parinux\n    region: ile-de-france\n"
+        "    events: [https://a.example.org/x.ics]\n"
+    )
+    assert problems_of(tmp_path, text) == [
+        "organisations.parinux.events[0]: already a source of region 'france'"
     ]

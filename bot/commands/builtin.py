@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .catalogue import latest_command, orgs_command, regions_command
+from .events import events_command
 from .filters import filter_command
 from .registry import Handler, Registry
 from .status import status_command
@@ -31,6 +32,9 @@ def build_registry() -> Registry:
         usage="usage.filter",
         changes_state=True,
         reads_when_bare=True,
+    )
+    registry.declare(
+        "events", events_command, aliases=("agenda", "evenements"), usage="usage.events"
     )
     registry.declare("status", status_command, aliases=("etat",))
     registry.declare(

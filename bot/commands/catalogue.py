@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Sequence
 from typing import Final
@@ -16,7 +15,7 @@ from ..links import web_link
 from ..model import Entry
 from ..zones import Zone
 from .context import MAX_ARGUMENT, Context, Reply
-from .lines import Lines, escape, one_line, shown
+from .lines import Lines, linked, one_line, shown
 from .names import MAX_SPAN, unknown_name
 from .registry import Arguments, Token
 from .sources import latest_of_source
@@ -104,7 +103,7 @@ def _latest_reply(ctx: Context, name: str, found: Sequence[tuple[str, Zone, Entr
     out.add("latest.header", name=name)
     for source, zone, entry in found:
         title = one_line(entry.title, 200) or ctx.t("entry.untitled")
-        link = web_link(entry.link)
+        plain, marked = linked(title, web_link(entry.link))
         date = (
             format_date(entry.published, ctx.language, zone)
             if entry.published is not None
@@ -114,14 +113,8 @@ def _latest_reply(ctx: Context, name: str, found: Sequence[tuple[str, Zone, Entr
             "latest.line",
             date=date,
             organisation=source,
-            title=f"{title} — {link}" if link is not None else title,
-            markup={
-                "title": (
-                    f'<a href="{html.escape(link)}">{escape(title)}</a>'
-                    if link is not None
-                    else escape(title)
-                )
-            },
+            title=plain,
+            markup={"title": marked},
         )
     return out.reply()
 

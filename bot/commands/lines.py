@@ -70,6 +70,13 @@ def one_line(text: str, budget: int) -> str:
     return line if len(line) <= budget else line[: budget - 1].rstrip() + "…"
 
 
+def linked(title: str, link: str | None) -> tuple[str, str]:
+    """Return a title followed by its link as plain text, and as HTML linking it."""
+    if link is None:
+        return title, escape(title)
+    return f"{title} — {link}", f'<a href="{html.escape(link)}">{escape(title)}</a>'
+
+
 def shown(text: str) -> str:
     """Return a person's text fit to quote back: one line, short, no direction tricks."""
     return one_line(text, MAX_ECHO)

@@ -33,6 +33,9 @@ async def status_command(ctx: Context, args: Arguments) -> Reply:
         feeds = await ctx.store.feeds(await received_organisations(ctx))
         known = {feed.id for feed in feeds}
         own = [source.feed for source in await ctx.store.room_sources(ctx.room_id)]
+        # A region's calendars belong to no organisation: the region's followers receive them.
+        regions = set(await ctx.store.followed_regions(ctx.room_id))
+        own += [feed for feed in await ctx.store.feeds() if feed.region in regions]
         feeds += [feed for feed in own if feed.id not in known]
         out.add("status.header")
         detail_healthy = len(feeds) <= MAX_HEALTHY_SHOWN
@@ -99,11 +102,14 @@ async def _delivery_lines(ctx: Context, out: Lines) -> None:
 
 def _feed_line(ctx: Context, out: Lines, feed: FeedState) -> None:
     organisation = ctx.catalogue.get_organisation(feed.organisation)
+    region = ctx.catalogue.get_region(feed.region) if feed.region else None
     if feed.room_source:
         name = title_of(feed)
+    elif region is not None:
+        name = region.name  # a region's calendar
     else:
         name = organisation.name if organisation is not None else feed.organisation
-    zone = ctx.catalogue.zone_of(organisation)
+    zone = ctx.catalogue.zone_of(organisation or region)
     details = [
         ctx.t("status.last_success", when=date_of(feed.last_success, ctx.language, zone))
         if feed.last_success is not None

@@ -86,11 +86,12 @@ class Region:
     name: str
     rooms: tuple[str, ...] = ()  # aliases or room ids
     timezone: str | None = None  # IANA name; None = the top-level timezone
+    events: tuple[str, ...] = ()  # iCalendar URLs whose events belong to the region
 
 
 @dataclass(frozen=True, slots=True)
 class Organisation:
-    """An organisation: its region, homepage and feeds."""
+    """An organisation: its region, homepage, feeds and calendars."""
 
     slug: str
     name: str
@@ -98,6 +99,16 @@ class Organisation:
     url: str | None = None
     feeds: tuple[str, ...] = ()
     interval: float | None = None  # seconds; None = polling.interval
+    events: tuple[str, ...] = ()  # iCalendar URLs
+
+
+@dataclass(frozen=True, slots=True)
+class EventsConfig:
+    """When events are announced, and when the weekly agenda is posted."""
+
+    announce_within: float = 60 * 86400.0  # seconds: an event further ahead waits
+    digest_day: int = 0  # 0 = Monday
+    digest_time: tuple[int, int] = (8, 0)  # hour, minute in the room's zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +124,7 @@ class Config:
     http: HttpConfig = HttpConfig()
     rooms: RoomsConfig = RoomsConfig()
     timezone: str = DEFAULT_TIMEZONE  # IANA name: dates of anything not tied to a region
+    events: EventsConfig = EventsConfig()
 
 
 # --- the schema -------------------------------------------------------------------------------
@@ -127,6 +139,7 @@ _TOP_KEYS = (
     "http",
     "regions",
     "organisations",
+    "events",
 )
 _MATRIX_KEYS = (
     "homeserver",
@@ -155,8 +168,10 @@ _POLLING_KEYS = (
 )
 _HTTP_KEYS = ("listen", "unhealthy_after")
 _ROOMS_KEYS = ("max_own_feeds",)
-_REGION_KEYS = ("name", "rooms", "timezone")
-_ORGANISATION_KEYS = ("name", "region", "url", "feeds", "interval")
+_REGION_KEYS = ("name", "rooms", "timezone", "events")
+_ORGANISATION_KEYS = ("name", "region", "url", "feeds", "events", "interval")
+_EVENTS_KEYS = ("announce_within", "digest")
+_DIGEST_KEYS = ("day", "time")
 
 
 def schema_keys() -> tuple[str, ...]:
@@ -166,6 +181,7 @@ def schema_keys() -> tuple[str, ...]:
         "polling": _POLLING_KEYS,
         "http": _HTTP_KEYS,
         "rooms": _ROOMS_KEYS,
+        "events": ("announce_within", "digest.day", "digest.time"),
         "regions": tuple(f"<slug>.{key}" for key in _REGION_KEYS),
         "organisations": tuple(f"<slug>.{key}" for key in _ORGANISATION_KEYS),
     }
@@ -227,17 +243,30 @@ def _parse(
     polling = _parse_polling(top.get("polling"), problems)
     http = _parse_http(top.get("http"), problems)
     rooms = _parse_rooms(top.get("rooms"), problems)
-    regions = _parse_regions(top.get("regions"), problems)
+    events = _parse_events(top.get("events"), problems)
+    owners: dict[str, str] = {}  # URL → who has it: one URL, one source
+    regions = _parse_regions(top.get("regions"), owners, problems)
     # A region with its own mistakes still counts as declared: one mistake, one problem.
     declared = {
         slug for slug, _, _ in check.slug_entries(top.get("regions"), "regions", Problems())
     }
-    organisations = _parse_organisations(top.get("organisations"), regions, declared, problems)
+    organisations = _parse_organisations(
+        top.get("organisations"), regions, declared, owners, problems
+    )
 
     if len(problems.items) > count or matrix is None or database is None:
         return None
     return Config(
-        matrix, database, language, polling, regions, organisations, http, rooms, timezone
+        matrix,
+        database,
+        language,
+        polling,
+        regions,
+        organisations,
+        http,
+        rooms,
+        timezone,
+        events,
     )
 
 
@@ -364,7 +393,30 @@ def _parse_rooms(value: object, problems: Problems) -> RoomsConfig:
     )
 
 
-def _parse_regions(value: object, problems: Problems) -> dict[str, Region]:
+def _parse_events(value: object, problems: Problems) -> EventsConfig:
+    defaults = EventsConfig()
+    read = _optional_section(value, "events", _EVENTS_KEYS, problems)
+    digest = _optional_section(read.section.get("digest"), "events.digest", _DIGEST_KEYS, problems)
+    return EventsConfig(
+        announce_within=read.optional("announce_within", check.duration, defaults.announce_within),
+        digest_day=digest.optional("day", check.weekday, defaults.digest_day),
+        digest_time=digest.optional("time", check.time_of_day, defaults.digest_time),
+    )
+
+
+def _owned(
+    urls: tuple[str, ...], key: str, owner: str, owners: dict[str, str], problems: Problems
+) -> None:
+    """Record who has each URL; report one listed twice or already another's."""
+    for index, url in enumerate(urls):
+        known = owners.setdefault(url, owner)
+        if known != owner:
+            problems.add(f"{key}[{index}]", f"already a source of {known}")
+        elif url in urls[:index]:
+            problems.add(f"{key}[{index}]", "listed twice")
+
+
+def _parse_regions(value: object, owners: dict[str, str], problems: Problems) -> dict[str, Region]:
     regions: dict[str, Region] = {}
     for slug, key, body in check.slug_entries(value, "regions", problems):
         section = check.section(body, key, _REGION_KEYS, ("name",), problems)
@@ -375,26 +427,34 @@ def _parse_regions(value: object, problems: Problems) -> dict[str, Region]:
         no_rooms: tuple[str, ...] = ()
         rooms = read.optional("rooms", check.list_of(check.room), no_rooms)
         timezone = read.optional("timezone", check.timezone, None)
+        no_events: tuple[str, ...] = ()
+        events = read.optional("events", check.list_of(check.url), no_events)
+        _owned(events, f"{key}.events", f"region '{slug}'", owners, problems)
         if name is not None:
             # A room listed twice in one region is harmless: keep the first.
             regions[slug] = Region(
-                slug=slug, name=name, rooms=tuple(dict.fromkeys(rooms)), timezone=timezone
+                slug=slug,
+                name=name,
+                rooms=tuple(dict.fromkeys(rooms)),
+                timezone=timezone,
+                events=tuple(dict.fromkeys(events)),
             )
     return regions
 
 
 def _parse_organisations(
-    value: object, regions: Mapping[str, Region], declared: set[str], problems: Problems
+    value: object,
+    regions: Mapping[str, Region],
+    declared: set[str],
+    owners: dict[str, str],
+    problems: Problems,
 ) -> dict[str, Organisation]:
     organisations: dict[str, Organisation] = {}
-    feed_owners: dict[str, str] = {}
     for slug, key, body in check.slug_entries(value, "organisations", problems):
         if slug in declared:
             # Commands take either kind of name; equal slugs would make one unreachable.
             problems.add(key, f"'{slug}' is already a region slug; pick another organisation slug")
-        section = check.section(
-            body, key, _ORGANISATION_KEYS, ("name", "region", "feeds"), problems
-        )
+        section = check.section(body, key, _ORGANISATION_KEYS, ("name", "region"), problems)
         if section is None:
             continue
         read = Reader(section, key, problems)
@@ -406,20 +466,24 @@ def _parse_organisations(
             )
             region = None
         url = read.optional("url", check.url, None)
-        feeds = read.required("feeds", check.list_of(check.url, non_empty=True))
+        none: tuple[str, ...] = ()
+        feeds = read.optional("feeds", check.list_of(check.url, non_empty=True), none)
+        events = read.optional("events", check.list_of(check.url, non_empty=True), none)
         interval = read.optional("interval", check.duration, None)
-        listed: set[str] = set()
-        for index, feed in enumerate(feeds or ()):
-            # One feed, one organisation: entries are routed by the feed's owner.
-            owner = feed_owners.setdefault(feed, slug)
-            if owner != slug:
-                problems.add(f"{key}.feeds[{index}]", f"already a feed of organisation '{owner}'")
-            elif feed in listed:
-                problems.add(f"{key}.feeds[{index}]", "listed twice")
-            listed.add(feed)
-        if name is not None and region is not None and feeds is not None:
+        # One URL, one source: entries and events are routed by their source's owner.
+        _owned(feeds, f"{key}.feeds", f"organisation '{slug}'", owners, problems)
+        _owned(events, f"{key}.events", f"organisation '{slug}'", owners, problems)
+        if not any(source in section for source in ("feeds", "events", "url")):
+            problems.add(key, "needs feeds, events or url (to discover its feed)")
+        if name is not None and region is not None:
             organisations[slug] = Organisation(
-                slug=slug, name=name, region=region, url=url, feeds=feeds, interval=interval
+                slug=slug,
+                name=name,
+                region=region,
+                url=url,
+                feeds=feeds,
+                interval=interval,
+                events=events,
             )
     return organisations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
@@ -210,6 +211,26 @@ def timezone(value: object) -> str:
     if not is_time_zone(name):
         raise Invalid(f"unknown time zone {show(name)} (use an IANA name like Indian/Reunion)")
     return name
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_TIME_OF_DAY = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+def weekday(value: object) -> int:
+    """A day of the week in English (`monday`); 0 is Monday."""
+    name = value.strip().lower() if isinstance(value, str) else ""
+    if name not in WEEKDAYS:
+        raise Invalid(f"must be a day of the week like monday, not {show(value)}")
+    return WEEKDAYS.index(name)
+
+
+def time_of_day(value: object) -> tuple[int, int]:
+    """A time of day written HH:MM (quote it: YAML reads 08:00 otherwise)."""
+    match = _TIME_OF_DAY.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise Invalid(f'must be a time of day written "HH:MM" like "08:00", not {show(value)}')
+    return int(match.group(1)), int(match.group(2))
 
 
 def boolean(value: object) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
+from .calendars import Calendars, StoredEvent
 from .database import Database, KeyValues
 from .entries import Entries, PollRecord
 from .feeds import Feeds, FeedState
@@ -26,13 +27,14 @@ __all__ = [
     "RoomSource",
     "RoomState",
     "Store",
+    "StoredEvent",
     "StoredTerm",
     "Subscriptions",
     "same_feeds",
 ]
 
 
-class Store(Feeds, Entries, Rooms, RoomSources, Filters, Outbox, KeyValues):
+class Store(Feeds, Entries, Calendars, Rooms, RoomSources, Filters, Outbox, KeyValues):
     """The bot's database: every repository's methods, over one shared connection."""
 
     # Each concern is its own class and can be used alone (Rooms(db)); the rest of the code is

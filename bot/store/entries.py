@@ -10,13 +10,11 @@ import aiosqlite
 from ..model import Entry
 from ..posting import Audience, plan_posting, route, target_rooms
 from .database import Repository
-from .feeds import FeedState
+from .feeds import FeedState, mark_polled
 from .filters import applying_filters, count_held_back
 from .outbox import queue_deliveries
 from .rooms import audience, source_followers
-from .rows import entry_from_row, epoch
-
-_KEYS_PER_QUERY = 500  # SQLite builds may cap bound parameters at 999
+from .rows import entry_from_row, epoch, known_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,22 +28,15 @@ class PollRecord:
     digested: int  # new entries beyond max_posts_per_poll, summed up in one line
     deliveries: int  # outbox rows added
     held_back: int = 0  # (room, entry) pairs that rooms' filters kept out
+    new_events: int = 0  # a calendar's poll: events it had not brought before
+    announced: int = 0  # a calendar's poll: events that got outbox rows
 
 
 async def insert_unseen(
     conn: aiosqlite.Connection, feed_id: int, entries: Sequence[Entry], now: float
 ) -> list[Entry]:
     """Record the entries a feed had not brought before, inside the caller's transaction."""
-    seen: set[str] = set()
-    keys = [entry.key for entry in entries]
-    for start in range(0, len(keys), _KEYS_PER_QUERY):
-        chunk = keys[start : start + _KEYS_PER_QUERY]
-        marks = ",".join("?" for _ in chunk)
-        async with conn.execute(
-            f"SELECT key FROM entries WHERE feed_id = ? AND key IN ({marks})",
-            (feed_id, *chunk),
-        ) as cursor:
-            seen.update(row[0] for row in await cursor.fetchall())
+    seen = await known_keys(conn, "entries", feed_id, [entry.key for entry in entries])
     new: list[Entry] = []
     for entry in entries:
         if entry.key not in seen:
@@ -116,22 +107,10 @@ class Entries(Repository):
                     deliveries += await queue_deliveries(conn, feed, sharing, room_plan, now)
                 held_back = dict(routing.held_back)
                 await count_held_back(conn, held_back)
-            await conn.execute(
-                """UPDATE feeds SET initialised = 1, error_count = 0, last_error = NULL,
-                       last_attempt = :now, last_success = :now, next_poll = :next,
-                       etag = :etag, last_modified = :lm, body_hash = :hash,
-                       url = COALESCE(:url, url)
-                   WHERE id = :id""",
-                {
-                    "now": now,
-                    "next": next_poll,
-                    "etag": etag,
-                    "lm": last_modified,
-                    "hash": body_hash,
-                    "url": new_url,
-                    "id": feed.id,
-                },
-            )
+            await mark_polled(
+                conn, feed.id, now=now, next_poll=next_poll, etag=etag,
+                last_modified=last_modified, body_hash=body_hash, new_url=new_url,
+            )  # fmt: skip
         return PollRecord(
             new_entries=tuple(new_entries),
             seeded=seeded,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import aiosqlite
 
@@ -19,16 +20,18 @@ _NOT_MODIFIED = """UPDATE feeds SET error_count = 0, last_error = NULL,
 
 
 # A feed the configuration still names: its row, moved URL and validators included, is kept.
-_KEEP = """INSERT INTO feeds (organisation, config_url, url) VALUES (?, ?, ?)
+_KEEP = """INSERT INTO feeds (organisation, region, config_url, url, kind) VALUES (?, ?, ?, ?, ?)
    ON CONFLICT (config_url) DO UPDATE SET organisation = excluded.organisation, active = 1,
-       room_source = 0"""
+       room_source = 0, region = excluded.region, kind = excluded.kind"""
 # A feed named again (or for the first time): fetched from its configured URL; the validators
 # of another URL do not apply to it.
-_RETURN = """INSERT INTO feeds (organisation, config_url, url) VALUES (?, ?, ?)
+_RETURN = """INSERT INTO feeds (organisation, region, config_url, url, kind) VALUES (?, ?, ?, ?, ?)
    ON CONFLICT (config_url) DO UPDATE SET organisation = excluded.organisation, active = 1,
-       room_source = 0, url = excluded.url,
+       room_source = 0, region = excluded.region, kind = excluded.kind, url = excluded.url,
        etag = CASE WHEN feeds.url = excluded.url THEN feeds.etag END,
        last_modified = CASE WHEN feeds.url = excluded.url THEN feeds.last_modified END"""
+
+SourceKind = Literal["feed", "calendar"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +54,43 @@ class FeedState:
     room_source: bool = False  # polled because rooms follow it, not because it is configured
     title: str | None = None  # the feed's own title, shown for a room source
     site_url: str | None = None  # the site a room source's digest links to
+    kind: SourceKind = "feed"  # an RSS/Atom feed, or an iCalendar export
+    region: str = ""  # a region's calendar: the region (it has no organisation)
 
     @property
     def name(self) -> str:
         """Return how people know a room source: its title, else its URL."""
         return self.title or self.url
+
+
+async def mark_polled(
+    conn: aiosqlite.Connection,
+    feed_id: int,
+    *,
+    now: float,
+    next_poll: float,
+    etag: str | None,
+    last_modified: str | None,
+    body_hash: str | None,
+    new_url: str | None,
+) -> None:
+    """Record, inside the caller's transaction, a successful poll that read a new body."""
+    await conn.execute(
+        """UPDATE feeds SET initialised = 1, error_count = 0, last_error = NULL,
+               last_attempt = :now, last_success = :now, next_poll = :next,
+               etag = :etag, last_modified = :lm, body_hash = :hash,
+               url = COALESCE(:url, url)
+           WHERE id = :id""",
+        {
+            "now": now,
+            "next": next_poll,
+            "etag": etag,
+            "lm": last_modified,
+            "hash": body_hash,
+            "url": new_url,
+            "id": feed_id,
+        },
+    )
 
 
 def feed_from_row(row: aiosqlite.Row) -> FeedState:
@@ -77,14 +112,23 @@ def feed_from_row(row: aiosqlite.Row) -> FeedState:
         room_source=bool(row["room_source"]),
         title=row["title"],
         site_url=row["site_url"],
+        kind="calendar" if row["kind"] == "calendar" else "feed",
+        region=row["region"],
     )
 
 
 class Feeds(Repository):
     """The configured feeds and how their polls went."""
 
-    async def sync_feeds(self, feeds: Iterable[tuple[str, str]]) -> None:
+    async def sync_feeds(
+        self,
+        feeds: Iterable[tuple[str, str]],
+        calendars: Iterable[tuple[str, str, str]] = (),
+    ) -> None:
         """Make the feed rows match the configuration's (organisation, url) pairs.
+
+        Calendars are (organisation, region, url): an organisation's has no region here (it
+        is its organisation's), a region's has no organisation.
 
         Room sources are the rooms' own, not the configuration's: they stay as they are. A
         configured URL that rooms already follow becomes the organisation's feed, still
@@ -101,11 +145,15 @@ class Feeds(Repository):
             ) as cursor:
                 kept = {row[0] for row in await cursor.fetchall()}
             await conn.execute("UPDATE feeds SET active = 0 WHERE room_source = 0")
-            for organisation, url in wanted:
-                await conn.execute(_KEEP if url in kept else _RETURN, (organisation, url, url))
+            rows = [(organisation, "", url, "feed") for organisation, url in wanted]
+            rows += [(org, region, url, "calendar") for org, region, url in calendars]
+            for organisation, region, url, kind in rows:
+                await conn.execute(
+                    _KEEP if url in kept else _RETURN, (organisation, region, url, url, kind)
+                )
             await conn.execute(
                 """UPDATE feeds SET room_source = 1, organisation = '', active = 1
-                   WHERE room_source = 0 AND active = 0
+                   WHERE room_source = 0 AND active = 0 AND kind = 'feed'
                      AND id IN (SELECT feed_id FROM room_sources)"""
             )
 

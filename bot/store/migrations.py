@@ -152,11 +152,46 @@ async def add_filters(conn: aiosqlite.Connection) -> None:
     )
 
 
+async def add_calendars(conn: aiosqlite.Connection) -> None:
+    """Let feed rows be calendars, and keep the events calendars brought."""
+    await _execute_all(
+        conn,
+        [
+            # A calendar is polled as a feed is; a region's calendar has region set and no
+            # organisation, an organisation's has its organisation (its region is the config's).
+            "ALTER TABLE feeds ADD COLUMN kind TEXT NOT NULL DEFAULT 'feed'",
+            "ALTER TABLE feeds ADD COLUMN region TEXT NOT NULL DEFAULT ''",
+            # state: seen (at the first fetch, or a modified occurrence of a known series),
+            # pending (new, not announced yet), announced, digested ("… and N more").
+            """CREATE TABLE calendar_events (
+                id INTEGER PRIMARY KEY,
+                feed_id INTEGER NOT NULL REFERENCES feeds(id) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                data TEXT NOT NULL,
+                starts REAL,
+                series INTEGER NOT NULL DEFAULT 0,
+                cancelled INTEGER NOT NULL DEFAULT 0,
+                state TEXT NOT NULL
+                    CHECK (state IN ('seen', 'pending', 'announced', 'digested')),
+                first_seen REAL NOT NULL,
+                UNIQUE (feed_id, key)
+            )""",
+            "CREATE INDEX calendar_events_by_start ON calendar_events (starts)",
+            "ALTER TABLE outbox ADD COLUMN calendar_event INTEGER "
+            "REFERENCES calendar_events(id) ON DELETE CASCADE",
+            # A change or cancellation of an announced event: a reply to the announcement's row.
+            "ALTER TABLE outbox ADD COLUMN event_change TEXT",
+            "ALTER TABLE outbox ADD COLUMN reply_to INTEGER",
+        ],
+    )
+
+
 MIGRATIONS: tuple[Step, ...] = (
     create_base_tables,
     add_room_state,
     add_room_sources,
     add_filters,
+    add_calendars,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

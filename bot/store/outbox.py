@@ -9,6 +9,7 @@ import aiosqlite
 from ..model import Delivery, Source
 from ..posting import PostingPlan, digest_key, transaction_id
 from .database import Repository
+from .event_rows import event_from_json
 from .feeds import FeedState
 from .rows import entry_from_row
 
@@ -65,7 +66,7 @@ async def queue_deliveries(
 
 def _source(row: aiosqlite.Row) -> Source | None:
     """Return the room source a row's message comes from; None for an organisation's."""
-    if row["organisation"] or row["source_url"] is None:
+    if row["organisation"] or row["source_url"] is None or row["source_kind"] == "calendar":
         return None
     return Source(row["source_title"] or row["source_url"], row["source_site"])
 
@@ -78,9 +79,13 @@ class Outbox(Repository):
         rows = await self._db.fetchall(
             """SELECT o.id AS outbox_id, o.room_id, o.txn_id, o.organisation, o.digest_count,
                       o.attempts, e.key, e.title, e.link, e.published, e.summary_html,
-                      s.title AS source_title, s.url AS source_url, s.site_url AS source_site
+                      s.title AS source_title, s.url AS source_url, s.site_url AS source_site,
+                      s.kind AS source_kind, s.region AS source_region, c.data AS event,
+                      o.event_change, a.event_id AS reply_event
                FROM outbox o
+               LEFT JOIN outbox a ON a.id = o.reply_to
                LEFT JOIN entries e ON e.id = o.entry_id
+               LEFT JOIN calendar_events c ON c.id = o.calendar_event
                LEFT JOIN feeds s ON s.id = o.feed_id
                LEFT JOIN rooms r ON r.room_id = o.room_id
                WHERE o.sent_at IS NULL AND o.next_try <= ?
@@ -98,6 +103,11 @@ class Outbox(Repository):
                 digest_count=row["digest_count"],
                 attempts=row["attempts"],
                 source=_source(row),
+                event=event_from_json(row["event"]) if row["event"] is not None else None,
+                calendar=row["source_url"] if row["source_kind"] == "calendar" else None,
+                region=row["source_region"] or "",
+                change=row["event_change"],
+                reply_to=row["reply_event"],
             )
             for row in rows
         ]
