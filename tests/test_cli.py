@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from bot.cli import EXIT_FEED_ERRORS, EXIT_OK, EXIT_USER_ERROR, main
+from bot.store import FoundSource, Store
 from tests.feed_server import FeedServer, rss
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,6 +255,10 @@ async def test_a_second_configuration_cannot_take_over_a_database_in_use(
 
     feed_server.set_route("/april", held)
     feed_server.set_feed("/parinux", rss([item(1)]))
+    # A room's own feed is the bot's, not the configuration's: it changes nothing below.
+    async with await Store.open(tmp_path / "crieur.sqlite3") as store:
+        own = FoundSource(feed_server.url("/lug"), "Mon LUG", None, ())
+        await store.add_room_source("!room:localhost", own.url, own, now=0.0, next_poll=0.0)
     first = await crieur_process("fetch", "-c", str(config))
     try:
         async with asyncio.timeout(60):
