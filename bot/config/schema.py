@@ -12,6 +12,7 @@ from . import validate as check
 from .source import read_source
 from .validate import Problems, Reader, hint
 from .values import (
+    DEFAULT_RETENTION,
     DEFAULT_TIMEZONE,
     LANGUAGES,
     MAX_CONCURRENCY,
@@ -125,6 +126,7 @@ class Config:
     rooms: RoomsConfig = RoomsConfig()
     timezone: str = DEFAULT_TIMEZONE  # IANA name: dates of anything not tied to a region
     events: EventsConfig = EventsConfig()
+    retention: float = DEFAULT_RETENTION  # seconds entries are kept (each feed's newest 200 always)
 
 
 # --- the schema -------------------------------------------------------------------------------
@@ -140,6 +142,7 @@ _TOP_KEYS = (
     "regions",
     "organisations",
     "events",
+    "retention",
 )
 _MATRIX_KEYS = (
     "homeserver",
@@ -239,7 +242,9 @@ def _parse(
                 break
         else:
             problems.add("language", f"unknown language {show(value)} (use fr or en)")
-    timezone = Reader(top, "", problems).optional("timezone", check.timezone, DEFAULT_TIMEZONE)
+    read = Reader(top, "", problems)
+    timezone = read.optional("timezone", check.timezone, DEFAULT_TIMEZONE)
+    retention = read.optional("retention", check.retention, DEFAULT_RETENTION)
     polling = _parse_polling(top.get("polling"), problems)
     http = _parse_http(top.get("http"), problems)
     rooms = _parse_rooms(top.get("rooms"), problems)
@@ -257,17 +262,9 @@ def _parse(
     if len(problems.items) > count or matrix is None or database is None:
         return None
     return Config(
-        matrix,
-        database,
-        language,
-        polling,
-        regions,
-        organisations,
-        http,
-        rooms,
-        timezone,
-        events,
-    )
+        matrix, database, language, polling, regions, organisations, http, rooms, timezone, events,
+        retention,
+    )  # fmt: skip
 
 
 def _parse_matrix(

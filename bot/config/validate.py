@@ -13,7 +13,9 @@ from .values import (
     MAX_DURATION,
     MAX_NAME_LENGTH,
     MAX_PREFIX_LENGTH,
+    MAX_RETENTION,
     MAX_SCALAR_TEXT,
+    MIN_RETENTION,
     TRUST_POLICIES,
     Trust,
     clip,
@@ -266,6 +268,14 @@ def whole_number(low: int | None = None, high: int | None = None) -> Check[int]:
 def duration(value: object) -> float:
     """A positive duration of at most a year, in seconds."""
     return _positive(parse_duration, value, MAX_DURATION, "longer", "too long", "365d")
+
+
+def retention(value: object) -> float:
+    """How long entries are kept: at least a day, at most ten years, in seconds."""
+    seconds = _positive(parse_duration, value, MAX_RETENTION, "longer", "too long", "3650d")
+    if seconds < MIN_RETENTION:
+        raise Invalid(f"too short: {show(value)} (at least 1d)")
+    return seconds
 
 
 def size(value: object) -> int:

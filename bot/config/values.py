@@ -20,6 +20,10 @@ TRUST_POLICIES: tuple[Trust, ...] = ("cross-signed", "tofu", "all")
 # Bounds that catch typos (an extra zero) before they hurt a homeserver or a feed's host.
 MAX_DURATION = 365 * 86400.0
 MAX_BODY = 1024**3
+# Shorter than a day would prune between two polls of a slow feed; longer than ten years is a typo.
+MIN_RETENTION = 86400.0
+DEFAULT_RETENTION = 180 * 86400.0
+MAX_RETENTION = 3650 * 86400.0
 MAX_CONCURRENCY = 1024
 MAX_POSTS_PER_POLL = 100
 MAX_OWN_FEEDS = 1000  # feeds one room may add: each is polled, so bounded

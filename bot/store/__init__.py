@@ -12,6 +12,7 @@ from .feeds import Feeds, FeedState
 from .filters import FilterChange, Filters, StoredTerm
 from .outbox import Outbox
 from .owner import DatabaseInUse, DatabaseLock, same_feeds
+from .retention import Pruned, Retention
 from .rooms import FollowKind, Rooms, RoomState, Subscriptions
 from .sources import FoundSource, RoomSource, RoomSources
 
@@ -24,6 +25,7 @@ __all__ = [
     "FollowKind",
     "FoundSource",
     "PollRecord",
+    "Pruned",
     "RoomSource",
     "RoomState",
     "Store",
@@ -34,7 +36,9 @@ __all__ = [
 ]
 
 
-class Store(Feeds, Entries, Calendars, Rooms, RoomSources, Filters, Outbox, KeyValues):
+class Store(
+    Feeds, Entries, Calendars, Rooms, RoomSources, Filters, Outbox, Retention, KeyValues
+):
     """The bot's database: every repository's methods, over one shared connection."""
 
     # Each concern is its own class and can be used alone (Rooms(db)); the rest of the code is

@@ -13,6 +13,7 @@ from .database import Repository
 from .feeds import FeedState, mark_polled
 from .filters import applying_filters, count_held_back
 from .outbox import queue_deliveries
+from .retention import forgotten_keys
 from .rooms import audience, source_followers
 from .rows import entry_from_row, epoch, known_keys
 
@@ -36,7 +37,10 @@ async def insert_unseen(
     conn: aiosqlite.Connection, feed_id: int, entries: Sequence[Entry], now: float
 ) -> list[Entry]:
     """Record the entries a feed had not brought before, inside the caller's transaction."""
-    seen = await known_keys(conn, "entries", feed_id, [entry.key for entry in entries])
+    keys = [entry.key for entry in entries]
+    seen = await known_keys(conn, "entries", feed_id, keys)
+    # A pruned entry lives on as a hash of its key: back in the feed, it is still not new.
+    seen |= await forgotten_keys(conn, feed_id, [key for key in keys if key not in seen])
     new: list[Entry] = []
     for entry in entries:
         if entry.key not in seen:

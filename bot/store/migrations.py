@@ -186,12 +186,26 @@ async def add_calendars(conn: aiosqlite.Connection) -> None:
     )
 
 
+async def add_pruned_keys(conn: aiosqlite.Connection) -> None:
+    """Keep the keys of pruned entries as 16-byte hashes, so that none is posted again."""
+    await _execute_all(
+        conn,
+        [
+            # The hash covers the feed's id and the entry's key; no rowid: the hash is the row.
+            "CREATE TABLE pruned_keys (hash BLOB PRIMARY KEY) WITHOUT ROWID",
+            # Retention picks entries by age within each feed.
+            "CREATE INDEX entries_by_age ON entries (feed_id, first_seen, id)",
+        ],
+    )
+
+
 MIGRATIONS: tuple[Step, ...] = (
     create_base_tables,
     add_room_state,
     add_room_sources,
     add_filters,
     add_calendars,
+    add_pruned_keys,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,90 @@
+"""Retention: old entries pruned down to a compact hash of their key, old sent messages deleted."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import aiosqlite
+
+from .database import Repository
+
+KEPT_PER_FEED: Final = 200  # each feed's newest entries stay whatever their age
+SENT_KEPT_FOR: Final = 7 * 86400.0  # seconds a sent message's row stays
+_BATCH: Final = 500  # entries pruned per transaction, so that polls are not held up long
+_HASHES_PER_QUERY: Final = 500  # SQLite builds may cap bound parameters at 999
+
+
+def key_hash(feed_id: int, key: str) -> bytes:
+    """Return the 16 bytes that stand for a pruned entry's key."""
+    return hashlib.sha256(f"{feed_id}\n{key}".encode()).digest()[:16]
+
+
+async def forgotten_keys(
+    conn: aiosqlite.Connection, feed_id: int, keys: Sequence[str]
+) -> set[str]:
+    """Return which of these keys belong to a feed's pruned entries (caller's transaction)."""
+    hashes = {key_hash(feed_id, key): key for key in keys}
+    found: set[str] = set()
+    wanted = list(hashes)
+    for first in range(0, len(wanted), _HASHES_PER_QUERY):
+        chunk = wanted[first : first + _HASHES_PER_QUERY]
+        marks = ",".join("?" for _ in chunk)
+        async with conn.execute(
+            f"SELECT hash FROM pruned_keys WHERE hash IN ({marks})", chunk
+        ) as cursor:
+            found.update(hashes[bytes(row[0])] for row in await cursor.fetchall())
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one prune deleted."""
+
+    entries: int  # entries whose key is now only a hash
+    messages: int  # sent outbox rows
+
+
+async def _prune_entries(conn: aiosqlite.Connection, before: float) -> int:
+    """Prune one batch of old entries, keeping their keys as hashes; return how many."""
+    # An entry with a message still owed keeps its row: the message needs its title and link.
+    async with conn.execute(
+        """SELECT id, feed_id, key FROM (
+               SELECT id, feed_id, key, first_seen, ROW_NUMBER() OVER (
+                   PARTITION BY feed_id ORDER BY first_seen DESC, id DESC) AS rank
+               FROM entries) AS ranked
+           WHERE rank > ? AND first_seen < ? AND NOT EXISTS (
+               SELECT 1 FROM outbox o WHERE o.entry_id = ranked.id AND o.sent_at IS NULL)
+           LIMIT ?""",
+        (KEPT_PER_FEED, before, _BATCH),
+    ) as cursor:
+        rows = list(await cursor.fetchall())
+    await conn.executemany(
+        "INSERT OR IGNORE INTO pruned_keys (hash) VALUES (?)",
+        [(key_hash(row[1], row[2]),) for row in rows],
+    )
+    await conn.executemany("DELETE FROM entries WHERE id = ?", [(row[0],) for row in rows])
+    return len(rows)
+
+
+class Retention(Repository):
+    """What the database forgets with time."""
+
+    async def prune(self, *, now: float, retention: float) -> Pruned:
+        """Delete entries older than `retention` but each feed's newest, and old sent rows."""
+        entries = 0
+        while True:
+            async with self._db.transaction() as conn:
+                batch = await _prune_entries(conn, now - retention)
+            entries += batch
+            if batch < _BATCH:
+                break
+        # A calendar's announcement stays while its event does: a change is a reply to it.
+        messages = await self._db.write(
+            """DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?
+               AND calendar_event IS NULL""",
+            (now - SENT_KEPT_FOR,),
+        )
+        return Pruned(entries=entries, messages=messages)
