@@ -25,6 +25,7 @@ from .logs import RedactSecrets
 from .matrix import KEY_ACCESS_TOKEN, MatrixBot
 from .metrics import CountingSender, Metrics
 from .pipeline import Pipeline, PollOutcome
+from .retention import DAILY, PruneSchedule, prune_forever
 from .scheduler import PollTiming, Scheduler, fit_to_intervals
 from .store import DatabaseLock, Store
 
@@ -43,15 +44,19 @@ async def run_bot(
     *,
     redactor: RedactSecrets | None = None,
     on_ready: Callable[[], None] | None = None,
+    prune: PruneSchedule = DAILY,
 ) -> None:
     """Run the bot until cancelled; leaves the database consistent when stopped."""
     # Before the database is opened: another bot on it would fight this one over its feeds.
     with DatabaseLock(config.database, "crieur run"):
-        await _run_bot(config, redactor, on_ready)
+        await _run_bot(config, redactor, on_ready, prune)
 
 
 async def _run_bot(
-    config: Config, redactor: RedactSecrets | None, on_ready: Callable[[], None] | None
+    config: Config,
+    redactor: RedactSecrets | None,
+    on_ready: Callable[[], None] | None,
+    prune: PruneSchedule,
 ) -> None:
     catalogue = Catalogue.from_config(config)
     metrics = Metrics()
@@ -103,7 +108,7 @@ async def _run_bot(
                         store,
                         bot,
                         fetcher,
-                        _Parts(catalogue, metrics, signals, reports),
+                        _Parts(catalogue, metrics, signals, reports, prune),
                         on_ready,
                     )
                 except ExceptionGroup as group:
@@ -127,6 +132,7 @@ class _Parts:
     metrics: Metrics
     signals: DispatcherSignals
     reports: AdminReports
+    prune: PruneSchedule
 
 
 async def _serve(
@@ -184,6 +190,7 @@ async def _serve(
             await dispatcher.drain()
         group.create_task(dispatcher.run(), name="dispatcher")
         group.create_task(scheduler.run(), name="scheduler")
+        group.create_task(prune_forever(store, config.retention, parts.prune), name="retention")
         if bot.admin_room is not None:
             group.create_task(parts.reports.run(bot, bot.admin_room), name="admin reports")
         log.info(

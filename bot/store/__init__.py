@@ -36,9 +36,7 @@ __all__ = [
 ]
 
 
-class Store(
-    Feeds, Entries, Calendars, Rooms, RoomSources, Filters, Outbox, Retention, KeyValues
-):
+class Store(Feeds, Entries, Calendars, Rooms, RoomSources, Filters, Outbox, Retention, KeyValues):
     """The bot's database: every repository's methods, over one shared connection."""
 
     # Each concern is its own class and can be used alone (Rooms(db)); the rest of the code is

@@ -22,9 +22,7 @@ def key_hash(feed_id: int, key: str) -> bytes:
     return hashlib.sha256(f"{feed_id}\n{key}".encode()).digest()[:16]
 
 
-async def forgotten_keys(
-    conn: aiosqlite.Connection, feed_id: int, keys: Sequence[str]
-) -> set[str]:
+async def forgotten_keys(conn: aiosqlite.Connection, feed_id: int, keys: Sequence[str]) -> set[str]:
     """Return which of these keys belong to a feed's pruned entries (caller's transaction)."""
     hashes = {key_hash(feed_id, key): key for key in keys}
     found: set[str] = set()
