@@ -26,11 +26,12 @@ from bench.memory import CYCLES, MemoryResult, bench_memory
 from bench.parsing import ParseResult, bench_parsing
 from bench.poll import CHANGED, PollResult, bench_poll
 from bench.report import Figure, Machine, render, table
+from bench.retention import RetentionResult, bench_retention
 from bench.synapse import Synapse
 
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 MB = 1_000_000
-PARTS = ("poll", "parse", "growth", "memory", "delivery", "latency")
+PARTS = ("poll", "parse", "growth", "retention", "memory", "delivery", "latency")
 
 # Targets, from the design document's "Performance" section and the benchmarks' issue.
 POLL_RATIO_MAX = 1.3
@@ -40,6 +41,7 @@ DELIVERY_RATIO_MIN = 0.8
 PEAK_RSS_MAX = 150 * MB
 LATENCY_EXCESS_MAX = 2.0  # seconds on top of the poll interval
 GROWTH_MAX = 1.2  # poll cycle cost with a million entries, against an empty history
+RETENTION_MAX = 0.6  # a year's database with the default retention, against one without
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,8 @@ class Plan:
     interval: float  # seconds, for the latency benchmark
     spread: float  # seconds over which the latency benchmark publishes its items
     growth_entries: int
+    retention_polls: int  # a day's polls of the feed whose ids always change, for a year
+    retention_items: int  # in that feed
     delay: float  # seconds per answer in the poll cycles with a stand-in for the network
     changed: float  # share of the feeds with a new item at each poll cycle
     repeats: int
@@ -72,6 +76,8 @@ FULL = Plan(
     interval=30.0,
     spread=90.0,
     growth_entries=1_000_000,
+    retention_polls=24,
+    retention_items=10,
     delay=0.05,
     changed=CHANGED,
     repeats=3,
@@ -87,6 +93,8 @@ QUICK = Plan(
     interval=4.0,
     spread=6.0,
     growth_entries=20_000,
+    retention_polls=4,
+    retention_items=5,
     delay=0.05,
     changed=CHANGED,
     repeats=1,
@@ -104,6 +112,7 @@ class Results:
     delivery: DeliveryResult | None
     latency: LatencyResult | None
     synapse_startup: float | None
+    retention: RetentionResult | None = None
 
 
 async def measure(plan: Plan, workdir: Path, parts: frozenset[str]) -> Results:
@@ -118,6 +127,7 @@ async def measure(plan: Plan, workdir: Path, parts: frozenset[str]) -> Results:
     delivery: DeliveryResult | None = None
     latency: LatencyResult | None = None
     startup: float | None = None
+    retention: RetentionResult | None = None
     smallest = min(plan.poll_feeds)
     async with farm:
         # Each store is measured right after its own poll benchmark: a larger N's cycles
@@ -161,6 +171,10 @@ async def measure(plan: Plan, workdir: Path, parts: frozenset[str]) -> Results:
                 )
         if "poll" not in parts:
             polls = []
+        if "retention" in parts:
+            retention = await bench_retention(
+                workdir, polls_per_day=plan.retention_polls, items=plan.retention_items
+            )
         if parts & {"delivery", "latency"}:
             # Synapse only now: its start-up and idle work must not land in the poll figures.
             progress("starting Synapse")
@@ -183,7 +197,7 @@ async def measure(plan: Plan, workdir: Path, parts: frozenset[str]) -> Results:
                         plan.interval,
                         plan.spread,
                     )
-    return Results(polls, parsing, growth, memory, delivery, latency, startup)
+    return Results(polls, parsing, growth, memory, delivery, latency, startup, retention)
 
 
 def _ms(seconds: float) -> str:
@@ -312,6 +326,18 @@ def figures(results: Results, plan: Plan) -> list[Figure]:
                 None,
             )
         )
+    if (kept := results.retention) is not None:
+        rows.append(
+            Figure(
+                f"database after {kept.days} days of a feed whose ids change at every poll, "
+                "with retention against without",
+                f"{kept.kept.bytes / MB:.1f} MB",
+                f"{kept.everything.bytes / MB:.1f} MB",
+                kept.ratio,
+                f"≤ {RETENTION_MAX:.2f}×",
+                kept.ratio <= RETENTION_MAX,
+            )
+        )
     if (delivery := results.delivery) is not None:
         ratio = delivery.crieur_rate / delivery.bare_rate
         rows.append(
@@ -427,6 +453,17 @@ def method(results: Results, plan: Plan) -> list[str]:
             "s; the sizes of the farm's items, spread over every feed), then the same cycles "
             "again. The size per entry is the growth of the database file (after a WAL "
             "checkpoint) divided by the entries added: row, keys and both indexes."
+        )
+    if (kept := results.retention) is not None:
+        lines.append(
+            f"- **Retention.** One feed of {kept.items} items whose ids change at every poll "
+            f"(all new each time), polled {kept.polls // kept.days} times a day for {kept.days} "
+            "simulated days into two stores through `Store.record_poll`, one room following it "
+            "(its messages marked sent at once): one store pruned daily with the default "
+            f"`retention`, the other never. With retention: {kept.kept.entries:,} entries and "
+            f"{kept.kept.hashes:,} pruned keys kept as hashes; without: "
+            f"{kept.everything.entries:,} entries. Sizes are the database files after a WAL "
+            "checkpoint (pages freed by a prune are reused, not returned to the system)."
         )
     if (delivery := results.delivery) is not None:
         lines.append(

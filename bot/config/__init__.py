@@ -21,6 +21,7 @@ from .schema import (
 )
 from .source import CONFIG_ENV, DEFAULT_CONFIG_NAME, resolve_config_path
 from .values import (
+    DEFAULT_RETENTION,
     DEFAULT_TIMEZONE,
     LANGUAGES,
     MAX_BODY,
@@ -45,6 +46,7 @@ __all__ = [
     "ACCESS_TOKEN_ENV",
     "CONFIG_ENV",
     "DEFAULT_CONFIG_NAME",
+    "DEFAULT_RETENTION",
     "DEFAULT_TIMEZONE",
     "E2E_MODULE",
     "LANGUAGES",
