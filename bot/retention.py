@@ -36,9 +36,10 @@ async def prune_forever(
     while True:
         pruned = await store.prune(now=clock(), retention=retention)
         log.info(
-            "retention: %d old entries pruned (their keys kept as hashes), "
+            "retention: %d old entries and %d past events pruned (their keys kept as hashes), "
             "%d sent messages older than 7 days deleted",
             pruned.entries,
+            pruned.events,
             pruned.messages,
         )
         await asyncio.sleep(schedule.every)

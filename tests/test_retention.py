@@ -20,6 +20,9 @@ from bot.store import Store
 from bot.store.retention import KEPT_PER_FEED, SENT_KEPT_FOR, key_hash
 from tests.clock import Clock
 from tests.feed_server import FeedServer, rss
+from tests.test_events_store import NOW as EVENTS_NOW
+from tests.test_events_store import REGION_ICS, event
+from tests.test_events_store import poll as poll_calendar
 
 DAY = 86400.0
 START = datetime(2026, 1, 8, 12, 0, tzinfo=UTC)
@@ -195,6 +198,27 @@ async def test_the_prune_task_runs_at_start_then_on_schedule(store: Store) -> No
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert lines[0].startswith("retention: 1 old entries pruned")
-    assert lines[1].startswith("retention: 0 old entries pruned")
+    assert lines[0].startswith("retention: 1 old entries and 0 past events")
+    assert lines[1].startswith("retention: 0 old entries and 0 past events")
     assert "gone" not in await keys_of(store)
+
+
+# -- calendars ------------------------------------------------------------------------------------
+
+
+async def test_past_events_go_and_never_come_back(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "crieur.sqlite3") as db:
+        await db.sync_feeds([], [("", "la-reunion", REGION_ICS)])
+        await db.follow("!reunion:example.org", "region", "la-reunion", now=EVENTS_NOW)
+        await poll_calendar(db, REGION_ICS, [event("a", days=10)])  # first fetch: seen
+        await poll_calendar(db, REGION_ICS, [event("a", days=10), event("b", days=5)])
+        (announcement,) = await db.pending_deliveries(EVENTS_NOW)
+        await db.mark_sent(announcement.id, now=EVENTS_NOW, event_id="$b")
+        later = EVENTS_NOW + 11 * DAY + RETENTION
+        pruned = await db.prune(now=later, retention=RETENTION)
+        assert (pruned.entries, pruned.events, pruned.messages) == (0, 2, 0)
+        again = await poll_calendar(
+            db, REGION_ICS, [event("a", days=10), event("b", days=5)], now=later
+        )
+        assert (again.new_events, again.deliveries) == (0, 0)
+        assert await db.outbox_size() == 0

@@ -79,7 +79,7 @@ async def test_crieur_run_prunes_with_the_configured_retention(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert lines == [
-        "retention: 1 old entries pruned (their keys kept as hashes), "
+        "retention: 1 old entries and 0 past events pruned (their keys kept as hashes), "
         "0 sent messages older than 7 days deleted"
     ]
     with closing(sqlite3.connect(database)) as conn:

@@ -24,6 +24,7 @@ from .database import Repository
 from .entries import PollRecord
 from .event_rows import event_from_json, event_to_json
 from .feeds import FeedState, mark_polled
+from .retention import forgotten_keys
 from .rooms import audience
 from .rows import known_keys
 
@@ -211,6 +212,9 @@ class Calendars(Repository):
             ) as cursor:
                 row = await cursor.fetchone()
             seeded = not (row and row[0])
+            # A pruned past event that the export still carries stays forgotten.
+            gone = await forgotten_keys(conn, feed.id, [event.key for event in events])
+            events = [event for event in events if event.key not in gone]
             keys = [event.key for event in events]
             known = await known_keys(conn, "calendar_events", feed.id, keys)
             before = await _announced_ahead(conn, feed.id, now)

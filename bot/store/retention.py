@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import aiosqlite
 
-from .database import Repository
+from .database import Database, Repository
 
 KEPT_PER_FEED: Final = 200  # each feed's newest entries stay whatever their age
 SENT_KEPT_FOR: Final = 7 * 86400.0  # seconds a sent message's row stays
@@ -43,6 +43,7 @@ class Pruned:
 
     entries: int  # entries whose key is now only a hash
     messages: int  # sent outbox rows
+    events: int = 0  # one-off calendar events that started longer ago than retention
 
 
 async def _prune_entries(conn: aiosqlite.Connection, before: float) -> int:
@@ -67,22 +68,50 @@ async def _prune_entries(conn: aiosqlite.Connection, before: float) -> int:
     return len(rows)
 
 
+async def _prune_events(conn: aiosqlite.Connection, before: float) -> int:
+    """Prune one batch of one-off calendar events that started long ago; return how many."""
+    # A series keeps its row whatever its first date: its later occurrences are still to come.
+    async with conn.execute(
+        """SELECT id, feed_id, key FROM calendar_events c
+           WHERE series = 0 AND starts < ? AND NOT EXISTS (
+               SELECT 1 FROM outbox o WHERE o.calendar_event = c.id AND o.sent_at IS NULL)
+           LIMIT ?""",
+        (before, _BATCH),
+    ) as cursor:
+        rows = list(await cursor.fetchall())
+    await conn.executemany(
+        "INSERT OR IGNORE INTO pruned_keys (hash) VALUES (?)",
+        [(key_hash(row[1], row[2]),) for row in rows],
+    )
+    # Their announcements and changes go with them (ON DELETE CASCADE).
+    await conn.executemany("DELETE FROM calendar_events WHERE id = ?", [(row[0],) for row in rows])
+    return len(rows)
+
+
+async def _in_batches(
+    db: Database, prune: Callable[[aiosqlite.Connection, float], Awaitable[int]], before: float
+) -> int:
+    """Run a prune batch after batch, each in its own transaction; return the rows pruned."""
+    total = 0
+    while True:
+        async with db.transaction() as conn:
+            batch = await prune(conn, before)
+        total += batch
+        if batch < _BATCH:
+            return total
+
+
 class Retention(Repository):
     """What the database forgets with time."""
 
     async def prune(self, *, now: float, retention: float) -> Pruned:
-        """Delete entries older than `retention` but each feed's newest, and old sent rows."""
-        entries = 0
-        while True:
-            async with self._db.transaction() as conn:
-                batch = await _prune_entries(conn, now - retention)
-            entries += batch
-            if batch < _BATCH:
-                break
+        """Delete entries and past events older than `retention`, and old sent rows."""
+        entries = await _in_batches(self._db, _prune_entries, now - retention)
+        events = await _in_batches(self._db, _prune_events, now - retention)
         # A calendar's announcement stays while its event does: a change is a reply to it.
         messages = await self._db.write(
             """DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?
                AND calendar_event IS NULL""",
             (now - SENT_KEPT_FOR,),
         )
-        return Pruned(entries=entries, messages=messages)
+        return Pruned(entries=entries, messages=messages, events=events)
