@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Organisation, PollingConfig
+from bot.config import Organisation, PollingConfig, load_config
+from bot.errors import ConfigError
 from bot.fetcher import Fetcher
 from bot.model import Entry
 from bot.pipeline import Pipeline
@@ -222,3 +223,39 @@ async def test_past_events_go_and_never_come_back(tmp_path: Path) -> None:
         )
         assert (again.new_events, again.deliveries) == (0, 0)
         assert await db.outbox_size() == 0
+
+
+# -- the configuration --------------------------------------------------------------------------
+
+
+def config_with(tmp_path: Path, line: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "matrix: {homeserver: 'https://m.example.org', user_id: '@c:m.example.org',"
+        " password: x, encryption: false}\ndatabase: crieur.sqlite3\n" + line,
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_retention_defaults_to_180_days(tmp_path: Path) -> None:
+    assert load_config(config_with(tmp_path, ""), env={}).retention == 180 * DAY
+
+
+def test_retention_is_read_as_a_duration(tmp_path: Path) -> None:
+    assert load_config(config_with(tmp_path, "retention: 30d\n"), env={}).retention == 30 * DAY
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("12h", "retention: too short: '12h' (at least 1d)"),
+        ("4000d", "retention: too long: '4000d' (at most 3650d)"),
+        ("0", "retention: must be longer than zero, not '0'"),
+        ("forever", "retention: invalid duration 'forever' (use 30s, 5m, 1h, 7d)"),
+    ],
+)
+def test_retention_out_of_bounds_names_the_key(tmp_path: Path, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(config_with(tmp_path, f"retention: '{value}'\n"), env={})
+    assert caught.value.lines() == [message]
