@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +30,39 @@ DAY = 86400.0
 START = datetime(2026, 1, 8, 12, 0, tzinfo=UTC)
 T0 = START.timestamp()
 RETENTION = 180 * DAY
+
+
+class PruneLog(logging.Handler):
+    """The retention task's log lines, as they come."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self._more = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self._more.set()
+
+    async def wait(self, count: int) -> None:
+        """Return once `count` lines have come."""
+        while len(self.lines) < count:
+            self._more.clear()
+            await self._more.wait()
+
+
+@contextmanager
+def prune_log() -> Iterator[PruneLog]:
+    """Collect the retention task's log lines while the block runs."""
+    logger = logging.getLogger("bot.retention")
+    handler, level = PruneLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def entry(key: str, at: float) -> Entry:
@@ -171,34 +205,20 @@ async def test_a_pruned_item_served_again_is_not_posted_again(
 async def test_the_prune_task_runs_at_start_then_on_schedule(store: Store) -> None:
     await record(store, ["gone"], T0)
     await record(store, [f"new-{n}" for n in range(KEPT_PER_FEED)], T0 + RETENTION)
-    lines: list[str] = []
-    twice = asyncio.Event()
-
-    class Lines(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-            if len(lines) == 2:
-                twice.set()
-
-    handler = Lines(logging.INFO)
-    logger = logging.getLogger("bot.retention")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
     task = asyncio.create_task(
         prune_forever(
             store, RETENTION, PruneSchedule(first=0.01, every=0.05), Clock(T0 + RETENTION + DAY)
         )
     )
-    try:
-        async with asyncio.timeout(5):
-            await twice.wait()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    with prune_log() as log:
+        try:
+            async with asyncio.timeout(5):
+                await log.wait(2)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    lines = log.lines
     assert lines[0].startswith("retention: 1 old entries and 0 past events")
     assert lines[1].startswith("retention: 0 old entries and 0 past events")
     assert "gone" not in await keys_of(store)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
 import time
 from contextlib import closing
@@ -19,6 +18,7 @@ from bot.store.retention import KEPT_PER_FEED
 from tests.e2e_support import Feeds, bot_account, config_data, load
 from tests.feed_server import FeedServer
 from tests.synapse_server import SynapseServer
+from tests.test_retention import prune_log
 
 DAY = 86400.0
 OLD_FEED = "https://gone.example/rss"  # no longer configured: its entries still age out
@@ -49,35 +49,22 @@ async def test_crieur_run_prunes_with_the_configured_retention(
         database=database,
     )
     data["retention"] = "30d"
-    lines: list[str] = []
-    pruned = asyncio.Event()
-
-    class Lines(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-            pruned.set()
-
-    handler = Lines(logging.INFO)
-    logger = logging.getLogger("bot.retention")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
     task = asyncio.create_task(
         run_bot(load(data, tmp_path), prune=PruneSchedule(first=0.5, every=3600))
     )
-    try:
-        async with asyncio.timeout(60):
-            await asyncio.wait(
-                {task, asyncio.ensure_future(pruned.wait())},
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        assert not task.done(), "the bot stopped by itself"
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    with prune_log() as log:
+        try:
+            async with asyncio.timeout(60):
+                await asyncio.wait(
+                    {task, asyncio.ensure_future(log.wait(1))},
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            assert not task.done(), "the bot stopped by itself"
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    lines = log.lines
     assert lines == [
         "retention: 1 old entries and 0 past events pruned (their keys kept as hashes), "
         "0 sent messages older than 7 days deleted"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import aiosqlite
 
@@ -46,6 +46,21 @@ class Pruned:
     events: int = 0  # one-off calendar events that started longer ago than retention
 
 
+async def _forget(
+    conn: aiosqlite.Connection,
+    table: Literal["entries", "calendar_events"],
+    rows: Iterable[aiosqlite.Row],
+) -> int:
+    """Delete these (id, feed_id, key) rows, keeping a hash of each key; return how many."""
+    pruned = list(rows)
+    await conn.executemany(
+        "INSERT OR IGNORE INTO pruned_keys (hash) VALUES (?)",
+        [(key_hash(feed_id, key),) for _, feed_id, key in pruned],
+    )
+    await conn.executemany(f"DELETE FROM {table} WHERE id = ?", [(row[0],) for row in pruned])
+    return len(pruned)
+
+
 async def _prune_entries(conn: aiosqlite.Connection, before: float) -> int:
     """Prune one batch of old entries, keeping their keys as hashes; return how many."""
     # An entry with a message still owed keeps its row: the message needs its title and link.
@@ -59,13 +74,7 @@ async def _prune_entries(conn: aiosqlite.Connection, before: float) -> int:
            LIMIT ?""",
         (KEPT_PER_FEED, before, _BATCH),
     ) as cursor:
-        rows = list(await cursor.fetchall())
-    await conn.executemany(
-        "INSERT OR IGNORE INTO pruned_keys (hash) VALUES (?)",
-        [(key_hash(row[1], row[2]),) for row in rows],
-    )
-    await conn.executemany("DELETE FROM entries WHERE id = ?", [(row[0],) for row in rows])
-    return len(rows)
+        return await _forget(conn, "entries", await cursor.fetchall())
 
 
 async def _prune_events(conn: aiosqlite.Connection, before: float) -> int:
@@ -78,14 +87,8 @@ async def _prune_events(conn: aiosqlite.Connection, before: float) -> int:
            LIMIT ?""",
         (before, _BATCH),
     ) as cursor:
-        rows = list(await cursor.fetchall())
-    await conn.executemany(
-        "INSERT OR IGNORE INTO pruned_keys (hash) VALUES (?)",
-        [(key_hash(row[1], row[2]),) for row in rows],
-    )
-    # Their announcements and changes go with them (ON DELETE CASCADE).
-    await conn.executemany("DELETE FROM calendar_events WHERE id = ?", [(row[0],) for row in rows])
-    return len(rows)
+        # Their announcements and changes go with them (ON DELETE CASCADE).
+        return await _forget(conn, "calendar_events", await cursor.fetchall())
 
 
 async def _in_batches(
