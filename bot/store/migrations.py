@@ -187,7 +187,7 @@ async def add_calendars(conn: aiosqlite.Connection) -> None:
 
 
 async def add_pruned_keys(conn: aiosqlite.Connection) -> None:
-    """Keep the keys of pruned entries as 16-byte hashes, so that none is posted again."""
+    """Keep the keys of pruned rows as 16-byte hashes, so that none is posted again."""
     await _execute_all(
         conn,
         [
@@ -195,6 +195,10 @@ async def add_pruned_keys(conn: aiosqlite.Connection) -> None:
             "CREATE TABLE pruned_keys (hash BLOB PRIMARY KEY) WITHOUT ROWID",
             # Retention picks entries by age within each feed.
             "CREATE INDEX entries_by_age ON entries (feed_id, first_seen, id)",
+            # Deleting an entry or an event deletes its outbox rows: found by index, not by scan.
+            "CREATE INDEX outbox_by_entry ON outbox (entry_id) WHERE entry_id IS NOT NULL",
+            "CREATE INDEX outbox_by_event ON outbox (calendar_event) "
+            "WHERE calendar_event IS NOT NULL",
         ],
     )
 

@@ -16,6 +16,8 @@ SENT_KEPT_FOR: Final = 7 * 86400.0  # seconds a sent message's row stays
 _BATCH: Final = 500  # entries pruned per transaction, so that polls are not held up long
 _HASHES_PER_QUERY: Final = 500  # SQLite builds may cap bound parameters at 999
 
+Prune = Callable[[aiosqlite.Connection, float], Awaitable[int]]  # one batch; returns its rows
+
 
 def key_hash(feed_id: int, key: str) -> bytes:
     """Return the 16 bytes that stand for a pruned entry's key."""
@@ -61,18 +63,27 @@ async def _forget(
     return len(pruned)
 
 
-async def _prune_entries(conn: aiosqlite.Connection, before: float) -> int:
-    """Prune one batch of old entries, keeping their keys as hashes; return how many."""
+def _entries_of(feed_id: int) -> Prune:
+    """Return the prune of one feed's entries (one feed at a time: each batch reads an index)."""
+
+    async def prune(conn: aiosqlite.Connection, before: float) -> int:
+        return await _prune_entries(conn, feed_id, before)
+
+    return prune
+
+
+async def _prune_entries(conn: aiosqlite.Connection, feed_id: int, before: float) -> int:
+    """Prune one batch of a feed's old entries, keeping their keys as hashes; return how many."""
     # An entry with a message still owed keeps its row: the message needs its title and link.
     async with conn.execute(
-        """SELECT id, feed_id, key FROM (
-               SELECT id, feed_id, key, first_seen, ROW_NUMBER() OVER (
-                   PARTITION BY feed_id ORDER BY first_seen DESC, id DESC) AS rank
-               FROM entries) AS ranked
-           WHERE rank > ? AND first_seen < ? AND NOT EXISTS (
-               SELECT 1 FROM outbox o WHERE o.entry_id = ranked.id AND o.sent_at IS NULL)
+        """SELECT id, feed_id, key FROM entries e
+           WHERE feed_id = ? AND first_seen < ? AND id NOT IN (
+               SELECT id FROM entries WHERE feed_id = ?
+               ORDER BY first_seen DESC, id DESC LIMIT ?)
+             AND NOT EXISTS (
+               SELECT 1 FROM outbox o WHERE o.entry_id = e.id AND o.sent_at IS NULL)
            LIMIT ?""",
-        (KEPT_PER_FEED, before, _BATCH),
+        (feed_id, before, feed_id, KEPT_PER_FEED, _BATCH),
     ) as cursor:
         return await _forget(conn, "entries", await cursor.fetchall())
 
@@ -91,9 +102,7 @@ async def _prune_events(conn: aiosqlite.Connection, before: float) -> int:
         return await _forget(conn, "calendar_events", await cursor.fetchall())
 
 
-async def _in_batches(
-    db: Database, prune: Callable[[aiosqlite.Connection, float], Awaitable[int]], before: float
-) -> int:
+async def _in_batches(db: Database, prune: Prune, before: float) -> int:
     """Run a prune batch after batch, each in its own transaction; return the rows pruned."""
     total = 0
     while True:
@@ -109,7 +118,9 @@ class Retention(Repository):
 
     async def prune(self, *, now: float, retention: float) -> Pruned:
         """Delete entries and past events older than `retention`, and old sent rows."""
-        entries = await _in_batches(self._db, _prune_entries, now - retention)
+        entries = 0
+        for feed in await self._db.fetchall("SELECT id FROM feeds ORDER BY id"):
+            entries += await _in_batches(self._db, _entries_of(feed["id"]), now - retention)
         events = await _in_batches(self._db, _prune_events, now - retention)
         # A calendar's announcement stays while its event does: a change is a reply to it.
         messages = await self._db.write(
