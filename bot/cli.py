@@ -24,6 +24,7 @@ from .opml import OpmlOutline, opml_to_yaml, read_opml, write_opml
 from .pipeline import Pipeline, PollOutcome
 from .redact import mask_url, mask_urls
 from .scheduler import PollTiming
+from .site_feeds import finder_for, site_feeds
 from .store import DatabaseLock, Store, same_feeds
 
 log = logging.getLogger(__name__)
@@ -255,12 +256,17 @@ async def fetch_once(
     if dry_run:  # a copy in memory: nobody else's feeds can be touched
         store = await Store.open_copy(config.database)
         async with store:
+            async with Fetcher(config.polling) as fetcher:
+                wanted += await site_feeds(config, store, fetcher)
             await store.sync_feeds(wanted, calendars)
             return await poll_once(config, store, organisations)
     lock = DatabaseLock(config.database, "crieur fetch")
     owner = lock.acquire()
     try:
         async with await Store.open(config.database) as store:
+            async with Fetcher(config.polling) as fetcher:
+                # Only the database's owner writes down what it found.
+                wanted += await site_feeds(config, store, fetcher, remember=owner)
             if owner:
                 await store.sync_feeds(wanted, calendars)
             elif not same_feeds(
@@ -291,6 +297,7 @@ async def poll_once(
             config.polling,
             timing=timing,
             calendars=CalendarSettings.from_config(config),
+            finder=finder_for(fetcher),
         )
         # Organisations' feeds only: the feeds rooms added are the running bot's business.
         feeds = [feed for feed in await store.feeds(organisations) if not feed.room_source]
