@@ -24,6 +24,7 @@ from tests.clock import Clock
 from tests.feed_server import FeedServer, rss
 from tests.test_check_online import site_page
 from tests.test_cli import crieur_process
+from tests.test_commands import MEMBER, Bot
 
 START = datetime(2026, 1, 8, 12, 0, tzinfo=UTC)
 
@@ -217,3 +218,39 @@ async def test_fetch_discovers_the_feed_of_an_organisation_that_lists_none(
     assert code == EXIT_OK, out + err
     assert f"{feed_server.url('/lug/news.xml')}: nothing new" in out
     assert f"{feed_server.url('/empty/feed/')}: first fetch: 1 entries" in out
+
+
+async def test_status_says_where_a_discovered_or_replacing_feed_comes_from(
+    tmp_path: Path,
+) -> None:
+    organisations = {
+        "april": Organisation(
+            "april", "April", "france", url="https://april.example/",
+            feeds=("https://april.example/old.xml",),
+        ),
+        "lug": Organisation("lug", "LUG", "france", url="https://lug.example/"),
+        "empty": Organisation("empty", "Empty", "france", url="https://empty.example/"),
+    }  # fmt: skip
+    catalogue = Catalogue({"france": Region("france", "France")}, organisations)
+    async with await Store.open(tmp_path / "crieur.sqlite3") as store:
+        await store.sync_feeds([
+            ("april", "https://april.example/old.xml"),
+            ("lug", "https://lug.example/feed/"),
+            ("empty", "https://empty.example/"),
+        ])  # fmt: skip
+        feeds = {feed.organisation: feed for feed in await store.feeds()}
+        await store.replace_feed_url(
+            feeds["april"].id, "https://april.example/news.xml", next_poll=0.0
+        )
+        await store.record_failure(feeds["empty"].id, now=0.0, error="not a feed", next_poll=3600.0)
+        bot = Bot(store, catalogue)
+        await bot.ask("!subscribe france")
+        lines = (await bot.ask("!status", sender=MEMBER)).splitlines()
+    april = next(line for line in lines if line.startswith("April"))
+    assert april.startswith("April — https://april.example/news.xml — ")
+    assert "instead of https://april.example/old.xml" in april
+    lug = next(line for line in lines if line.startswith("LUG"))
+    assert lug.startswith("LUG — https://lug.example/feed/ — found on https://lug.example/")
+    # A site where no feed was found is there, failing, with the reason.
+    empty = next(line for line in lines if line.startswith("Empty"))
+    assert "1 consecutive error" in empty and "last error: not a feed" in empty
