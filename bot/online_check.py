@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -14,6 +14,7 @@ from .discovery import discover
 from .errors import CrieurError, FetchError, ParseError
 from .event_posting import CalendarSettings, configured_calendars
 from .fetcher import Fetcher
+from .model import FetchResult
 from .parser import parse_feed
 from .redact import mask_url, mask_urls
 
@@ -58,33 +59,39 @@ async def check_sources(config: Config, fetcher: Fetcher) -> list[SourceCheck]:
 
 
 async def _check_feed(owner: str, url: str, fetcher: Fetcher) -> SourceCheck:
-    try:
-        result = await fetcher.fetch(url)
-        body = result.body or b""
-        await asyncio.to_thread(
-            parse_feed, body, feed_url=result.final_url or url, content_type=result.content_type
-        )
-    except FetchError as error:
-        return SourceCheck(owner, "feed", url, "failing", error.message)
-    except ParseError as error:
-        return SourceCheck(owner, "feed", url, "failing", f"no feed: {error}")
-    if result.permanent_url:
-        return SourceCheck(owner, "feed", url, "moved", result.permanent_url)
-    return SourceCheck(owner, "feed", url, "ok")
+    def read(result: FetchResult) -> None:
+        parse_feed(result.body or b"", feed_url=result.final_url or url,
+                   content_type=result.content_type)  # fmt: skip
+
+    return await _check_source(owner, "feed", url, fetcher, read, "no feed")
 
 
 async def _check_calendar(owner: str, url: str, zone: str, fetcher: Fetcher) -> SourceCheck:
+    def read(result: FetchResult) -> None:
+        calendar.parse(result.body or b"", now=datetime.now(UTC), zone=zone)
+
+    return await _check_source(owner, "calendar", url, fetcher, read, "no calendar")
+
+
+async def _check_source(
+    owner: str,
+    kind: Literal["feed", "calendar"],
+    url: str,
+    fetcher: Fetcher,
+    read: Callable[[FetchResult], None],
+    unreadable: str,
+) -> SourceCheck:
+    """Fetch a source and read it as its poll would; `read` raises ParseError."""
     try:
         result = await fetcher.fetch(url)
-        now = datetime.now(UTC)
-        await asyncio.to_thread(calendar.parse, result.body or b"", now=now, zone=zone)
+        await asyncio.to_thread(read, result)  # the parsers are CPU-bound
     except FetchError as error:
-        return SourceCheck(owner, "calendar", url, "failing", error.message)
+        return SourceCheck(owner, kind, url, "failing", error.message)
     except ParseError as error:
-        return SourceCheck(owner, "calendar", url, "failing", f"no calendar: {error}")
+        return SourceCheck(owner, kind, url, "failing", f"{unreadable}: {error}")
     if result.permanent_url:
-        return SourceCheck(owner, "calendar", url, "moved", result.permanent_url)
-    return SourceCheck(owner, "calendar", url, "ok")
+        return SourceCheck(owner, kind, url, "moved", result.permanent_url)
+    return SourceCheck(owner, kind, url, "ok")
 
 
 async def _check_site(owner: str, url: str, fetcher: Fetcher) -> SourceCheck:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -31,6 +32,21 @@ def site_page(feed: str) -> bytes:
     ).encode()
 
 
+def config_head(tmp_path: Path) -> str:
+    """The start of a configuration: no homeserver needed, local sites allowed."""
+    return f"""\
+matrix:
+  homeserver: http://127.0.0.1:1
+  user_id: "@crieur:localhost"
+  password: "s3cret-password"
+database: {tmp_path / "crieur.sqlite3"}
+language: en
+polling:
+  timeout: 5s
+  allow_private_networks: true
+"""
+
+
 def write_config(tmp_path: Path, feed_server: FeedServer, *, with_missing: bool) -> Path:
     missing = (
         f"""
@@ -43,16 +59,8 @@ def write_config(tmp_path: Path, feed_server: FeedServer, *, with_missing: bool)
     )
     path = tmp_path / "config.yaml"
     path.write_text(
-        f"""\
-matrix:
-  homeserver: http://127.0.0.1:1
-  user_id: "@crieur:localhost"
-  password: "s3cret-password"
-database: {tmp_path / "crieur.sqlite3"}
-language: en
-polling:
-  timeout: 5s
-  allow_private_networks: true
+        config_head(tmp_path)
+        + f"""\
 regions:
   france: {{name: France, events: ["{feed_server.url("/agenda.ics")}"]}}
 organisations:
@@ -84,9 +92,11 @@ def serve_sites(feed_server: FeedServer) -> None:
     feed_server.set_feed("/agenda.ics", CALENDAR, content_type="text/calendar")
 
 
-async def run_check(config: Path) -> tuple[int, str, str]:
-    process = await crieur_process("check", "--online", "-c", str(config))
-    out, err = await process.communicate()
+async def run_crieur(*args: str) -> tuple[int, str, str]:
+    """Run `crieur` in a process; return its exit code, stdout and stderr."""
+    process = await crieur_process(*args)
+    async with asyncio.timeout(60):  # a guard against a hang, not a timing check
+        out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 
@@ -96,7 +106,7 @@ async def test_each_source_is_reported_and_a_missing_feed_exits_2(
 ) -> None:
     serve_sites(feed_server)
     config = write_config(tmp_path, feed_server, with_missing=True)
-    code, out, err = await run_check(config)
+    code, out, err = await run_crieur("check", "--online", "-c", str(config))
     assert code == EXIT_FEED_ERRORS, err
     lines = out.splitlines()
     url = feed_server.url
@@ -118,7 +128,7 @@ async def test_all_sources_answering_exit_0_and_leave_the_database_as_it_was(
     database = tmp_path / "crieur.sqlite3"
     database.write_bytes(b"not touched")
     before = database.stat().st_mtime_ns
-    code, out, err = await run_check(config)
+    code, out, err = await run_crieur("check", "--online", "-c", str(config))
     assert code == EXIT_OK, out + err
     assert out.splitlines()[-1] == "4 sources checked, 0 failing"
     assert database.read_bytes() == b"not touched"
@@ -133,7 +143,7 @@ async def test_a_site_without_a_feed_is_failing_with_the_reason(
     feed_server.set_feed("/lug/", b"<!doctype html><html><body>No feed</body></html>",
                          content_type="text/html")  # fmt: skip
     config = write_config(tmp_path, feed_server, with_missing=False)
-    code, out, _ = await run_check(config)
+    code, out, _ = await run_crieur("check", "--online", "-c", str(config))
     assert code == EXIT_FEED_ERRORS
     (line,) = [line for line in out.splitlines() if line.startswith("LUG ")]
     assert line.startswith(f"LUG site {feed_server.url('/lug/')}: failing: no feed found")

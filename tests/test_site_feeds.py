@@ -22,8 +22,7 @@ from bot.site_feeds import GONE_POLLS, KEY_SITE_FEED, finder_for
 from bot.store import Store
 from tests.clock import Clock
 from tests.feed_server import FeedServer, rss
-from tests.test_check_online import site_page
-from tests.test_cli import crieur_process
+from tests.test_check_online import config_head, run_crieur, site_page
 from tests.test_commands import MEMBER, Bot
 
 START = datetime(2026, 1, 8, 12, 0, tzinfo=UTC)
@@ -156,16 +155,8 @@ async def test_a_site_with_the_same_feed_or_none_changes_nothing(bench: Bench) -
 def write_config(tmp_path: Path, feed_server: FeedServer) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(
-        f"""\
-matrix:
-  homeserver: http://127.0.0.1:1
-  user_id: "@crieur:localhost"
-  password: "s3cret-password"
-database: {tmp_path / "crieur.sqlite3"}
-language: en
-polling:
-  timeout: 5s
-  allow_private_networks: true
+        config_head(tmp_path)
+        + f"""\
 regions:
   france: {{name: France}}
 organisations:
@@ -183,13 +174,6 @@ organisations:
     return path
 
 
-async def fetch(config: Path) -> tuple[int, str, str]:
-    process = await crieur_process("fetch", "-c", str(config))
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 async def test_fetch_discovers_the_feed_of_an_organisation_that_lists_none(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
@@ -198,7 +182,7 @@ async def test_fetch_discovers_the_feed_of_an_organisation_that_lists_none(
     feed_server.set_feed("/empty/", b"<!doctype html><html><body>Hello</body></html>",
                          content_type="text/html")  # fmt: skip
     config = write_config(tmp_path, feed_server)
-    code, out, err = await fetch(config)
+    code, out, err = await run_crieur("fetch", "-c", str(config))
     # The site without a feed is polled as it is, and fails, rather than being left out.
     assert code == EXIT_FEED_ERRORS
     assert f"{feed_server.url('/lug/news.xml')}: first fetch: 2 entries" in out
@@ -214,7 +198,7 @@ async def test_fetch_discovers_the_feed_of_an_organisation_that_lists_none(
     feed_server.status("/lug/", 503)
     feed_server.set_feed("/empty/", site_page("/empty/feed/"), content_type="text/html")
     feed_server.set_feed("/empty/feed/", rss([item(1, "empty")]))
-    code, out, err = await fetch(config)
+    code, out, err = await run_crieur("fetch", "-c", str(config))
     assert code == EXIT_OK, out + err
     assert f"{feed_server.url('/lug/news.xml')}: nothing new" in out
     assert f"{feed_server.url('/empty/feed/')}: first fetch: 1 entries" in out
