@@ -255,7 +255,8 @@ class Pipeline:
         organisation = self._organisations.get(feed.organisation)
         if self._finder is None or feed.room_source or feed.kind != "feed" or organisation is None:
             return None
-        url = await find_again(self._finder, organisation, feed.url)
+        others = {f.url for f in await self._store.feeds([feed.organisation]) if f.id != feed.id}
+        url = await find_again(self._finder, organisation, feed.url, others)
         if url is None:
             return None
         await self._store.replace_feed_url(feed.id, url, next_poll=now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Final
 
 from .config import Config, Organisation
@@ -83,8 +83,10 @@ def finder_for(fetcher: Fetcher) -> Finder:
     return find
 
 
-async def find_again(find: Finder, organisation: Organisation, current: str) -> str | None:
-    """Look for an organisation's feed on its site; return it when it is not `current`."""
+async def find_again(
+    find: Finder, organisation: Organisation, current: str, taken: Collection[str] = ()
+) -> str | None:
+    """Return a feed its site offers other than `current` and `taken` (its other feeds)."""
     if not organisation.url:
         return None
     try:
@@ -100,4 +102,5 @@ async def find_again(find: Finder, organisation: Organisation, current: str) -> 
             mask_urls(found.reason),
         )  # fmt: skip
         return None
-    return urls[0] if urls[0] != current else None
+    fresh = [url for url in urls if url != current and url not in taken]
+    return fresh[0] if fresh and current not in urls else None

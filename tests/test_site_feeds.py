@@ -116,6 +116,26 @@ async def test_a_feed_gone_for_three_polls_is_replaced_by_the_one_on_its_site(
     ]
 
 
+async def test_a_replacement_is_never_a_feed_the_organisation_polls_already(
+    bench: Bench,
+) -> None:
+    server = bench.server
+    await bench.store.sync_feeds([("april", server.url("/old")), ("april", server.url("/main"))])
+    server.set_feed("/main", rss([item(1, "main")]))
+    server.set_feed("/site/other.xml", rss([item(1, "other")]))
+    page = site_page("/main").replace(
+        b"</head>",
+        b'<link rel="alternate" type="application/rss+xml" href="/site/other.xml"></head>',
+    )
+    server.set_feed("/site/", page, content_type="text/html")
+    server.status("/old", 404)
+    (old,) = [feed for feed in await bench.store.feeds() if feed.url == server.url("/old")]
+    outcomes = [await bench.pipeline.poll(old) for _ in range(GONE_POLLS)]
+    assert outcomes[-1].replaced_by == server.url("/site/other.xml")
+    urls = sorted(feed.url for feed in await bench.store.feeds())
+    assert urls == [server.url("/main"), server.url("/site/other.xml")]
+
+
 async def test_a_feed_that_stops_being_a_feed_is_replaced_too(bench: Bench) -> None:
     server = bench.server
     server.set_feed("/old", rss([item(1)]))
