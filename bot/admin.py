@@ -41,6 +41,8 @@ _FR: Final[Mapping[str, str]] = MappingProxyType(
     {
         "admin.failing": "⚠ La source {name} ({url}) est en échec depuis le {since} : {error}",
         "admin.recovered": "✅ La source {name} ({url}) fonctionne de nouveau.",
+        "admin.replaced": "🔁 Le flux de {name} ({old}) ne répond plus ; celui trouvé sur son "
+        "site, {new}, est suivi à la place.",
         "admin.room_left": "Crieur n'est plus dans le salon {room} ({reason}).",
         "admin.identity_replaced": "⚠ L'identité de signature croisée de Crieur a été "
         "remplacée : {warning}",
@@ -50,6 +52,8 @@ _EN: Final[Mapping[str, str]] = MappingProxyType(
     {
         "admin.failing": "⚠ Source {name} ({url}) has been failing since {since}: {error}",
         "admin.recovered": "✅ Source {name} ({url}) works again.",
+        "admin.replaced": "🔁 {name}'s feed ({old}) is gone; the one found on its site, {new}, "
+        "is followed instead.",
         "admin.room_left": "Crieur is no longer in room {room} ({reason}).",
         "admin.identity_replaced": "⚠ Crieur's cross-signing identity was replaced: {warning}",
     }
@@ -111,6 +115,12 @@ class AdminReports:
 
     def poll_seen(self, outcome: PollOutcome) -> None:
         """A failed poll, or the first success after failures, may be news: check soon."""
+        if outcome.replaced_by is not None:
+            feed = outcome.feed
+            self._event(
+                "admin.replaced", f"replaced-{feed.id}-{outcome.replaced_by}",
+                name=self._name(feed), old=mask_url(feed.url), new=mask_url(outcome.replaced_by),
+            )  # fmt: skip
         if outcome.status == "error" or outcome.feed.error_count:
             self._wake.set()
 
@@ -198,12 +208,13 @@ class AdminReports:
         return True
 
     def _notice(self, key: str, txn: str, feed: FeedState, **params: str) -> Notice:
+        return self._message(key, txn, name=self._name(feed), url=mask_url(feed.url), **params)
+
+    def _name(self, feed: FeedState) -> str:
         organisation = self._catalogue.get_organisation(feed.organisation)
         if feed.room_source or organisation is None:
-            name = feed.title or feed.organisation or mask_url(feed.url)
-        else:
-            name = organisation.name
-        return self._message(key, txn, name=name, url=mask_url(feed.url), **params)
+            return feed.title or feed.organisation or mask_url(feed.url)
+        return organisation.name
 
     def _event(self, key: str, txn: str, **params: str) -> None:
         self._events.append(self._message(key, f"{txn}-{self._clock():.3f}", **params))

@@ -27,6 +27,7 @@ from .metrics import CountingSender, Metrics
 from .pipeline import Pipeline, PollOutcome
 from .retention import DAILY, PruneSchedule, prune_forever
 from .scheduler import PollTiming, Scheduler, fit_to_intervals
+from .site_feeds import finder_for, site_feeds
 from .store import DatabaseLock, Store
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,14 @@ async def _run_bot(
     metrics = Metrics()
     store = await Store.open(config.database)
     try:
+        async with Fetcher(config.polling) as fetcher:
+            # Organisations with a site and no feed: theirs is looked for before polling starts.
+            found = await site_feeds(config, store, fetcher)
         await store.sync_feeds(
-            ((org.slug, url) for org in config.organisations.values() for url in org.feeds),
+            [
+                *((org.slug, url) for org in config.organisations.values() for url in org.feeds),
+                *found,
+            ],
             configured_calendars(config),
         )
         await fit_to_intervals(store, PollTiming(config.organisations, config.polling))
@@ -165,6 +172,7 @@ async def _serve(
         clock=time.time,
         listeners=(wake_dispatcher, metrics.observe_poll, parts.reports.poll_seen),
         calendars=CalendarSettings.from_config(config),
+        finder=finder_for(fetcher),
     )
     scheduler = Scheduler(
         store,

@@ -19,10 +19,12 @@ from .errors import ConfigError, CrieurError, OpmlError
 from .event_posting import CalendarSettings, configured_calendars
 from .fetcher import Fetcher
 from .logs import RedactSecrets, setup_logging
+from .online_check import SourceCheck, check_sources, format_check, summary
 from .opml import OpmlOutline, opml_to_yaml, read_opml, write_opml
 from .pipeline import Pipeline, PollOutcome
 from .redact import mask_url, mask_urls
 from .scheduler import PollTiming
+from .site_feeds import finder_for, site_feeds
 from .store import DatabaseLock, Store, same_feeds
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     with_config(commands.add_parser("run", help="run the bot until SIGINT or SIGTERM"))
-    with_config(commands.add_parser("check", help="validate the configuration and summarise it"))
+    checker = with_config(
+        commands.add_parser("check", help="validate the configuration and summarise it")
+    )
+    checker.add_argument(
+        "--online",
+        action="store_true",
+        help="also fetch every configured source once and say how each answers (no database)",
+    )
     fetch = with_config(
         commands.add_parser("fetch", help="poll feeds once and print what is new (no Matrix)")
     )
@@ -199,7 +208,19 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         names = ", ".join(org.name for org in members) or "-"
         room_list = f" → {', '.join(region.rooms)}" if region.rooms else ""
         print(f"  {region.name} ({len(members)}): {names}{room_list}", file=out)
-    return EXIT_OK
+    if not args.online:
+        return EXIT_OK
+    checks = asyncio.run(check_online(config))
+    for check in checks:
+        print(format_check(check), file=out)
+    print(summary(checks), file=out)
+    return EXIT_OK if all(check.sound for check in checks) else EXIT_FEED_ERRORS
+
+
+async def check_online(config: Config) -> list[SourceCheck]:
+    """Try every configured source once with a fetcher of its own; the database stays shut."""
+    async with Fetcher(config.polling) as fetcher:
+        return await check_sources(config, fetcher)
 
 
 def cmd_fetch(args: argparse.Namespace, out: TextIO, redactor: RedactSecrets) -> int:
@@ -235,12 +256,17 @@ async def fetch_once(
     if dry_run:  # a copy in memory: nobody else's feeds can be touched
         store = await Store.open_copy(config.database)
         async with store:
+            async with Fetcher(config.polling) as fetcher:
+                wanted += await site_feeds(config, store, fetcher)
             await store.sync_feeds(wanted, calendars)
             return await poll_once(config, store, organisations)
     lock = DatabaseLock(config.database, "crieur fetch")
     owner = lock.acquire()
     try:
         async with await Store.open(config.database) as store:
+            async with Fetcher(config.polling) as fetcher:
+                # Only the database's owner writes down what it found.
+                wanted += await site_feeds(config, store, fetcher, remember=owner)
             if owner:
                 await store.sync_feeds(wanted, calendars)
             elif not same_feeds(
@@ -271,6 +297,7 @@ async def poll_once(
             config.polling,
             timing=timing,
             calendars=CalendarSettings.from_config(config),
+            finder=finder_for(fetcher),
         )
         # Organisations' feeds only: the feeds rooms added are the running bot's business.
         feeds = [feed for feed in await store.feeds(organisations) if not feed.room_source]

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
@@ -18,9 +18,12 @@ from .event_posting import CalendarSettings
 from .model import FetchResult
 from .parser import parse
 from .redact import mask_urls
+from .site_feeds import GONE_POLLS, Finder, find_again
 from .store import FeedState, PollRecord, Store
 
 log = logging.getLogger(__name__)
+
+GONE_STATUSES = frozenset({404, 410})  # a feed no longer where it was
 
 Status = Literal["new", "seeded", "unchanged", "not_modified", "error"]
 
@@ -50,6 +53,7 @@ class PollOutcome:
     record: PollRecord | None = None
     error: str | None = None
     duration: float = 0.0
+    replaced_by: str | None = None  # the feed found again on its organisation's site
 
 
 PollListener = Callable[[PollOutcome], None]
@@ -69,6 +73,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         listeners: tuple[PollListener, ...] = (),
         calendars: CalendarSettings | None = None,
+        finder: Finder | None = None,
     ) -> None:
         self._store = store
         self._calendars = calendars or CalendarSettings()
@@ -78,6 +83,7 @@ class Pipeline:
         self._timing = timing
         self._clock = clock
         self._listeners = listeners
+        self._finder = finder  # looks on an organisation's site for a feed that is gone
 
     async def poll(self, feed: FeedState) -> PollOutcome:
         """Poll one feed once and record the outcome."""
@@ -91,9 +97,7 @@ class Pipeline:
             # backs off, so that `!status` shows the feed failing instead of healthy.
             log.error("unexpected error while polling %s", feed.url, exc_info=True)
             outcome = await self._failed(feed, bug_summary(error), None)
-        outcome = PollOutcome(
-            outcome.feed, outcome.status, outcome.record, outcome.error, time.monotonic() - started
-        )
+        outcome = replace(outcome, duration=time.monotonic() - started)
         for listener in self._listeners:
             listener(outcome)
         return outcome
@@ -111,7 +115,8 @@ class Pipeline:
                 feed.url, etag=feed.etag, last_modified=feed.last_modified
             )
         except FetchError as error:
-            return await self._failed(feed, error.message, error.retry_after)
+            gone = error.status in GONE_STATUSES
+            return await self._failed(feed, error.message, error.retry_after, gone=gone)
         now = self._clock()
         next_poll = self._timing.after_success(feed, now)
         new_url = result.permanent_url
@@ -140,7 +145,7 @@ class Pipeline:
                 parse, result.body, feed_url=new_url or feed.url, content_type=result.content_type
             )
         except ParseError as error:
-            return await self._failed(feed, str(error), None)
+            return await self._failed(feed, str(error), None, gone=True)
         record = await self._store.record_poll(
             feed,
             region,
@@ -223,7 +228,7 @@ class Pipeline:
         return PollOutcome(feed, "unchanged", record)
 
     async def _failed(
-        self, feed: FeedState, message: str, retry_after: float | None
+        self, feed: FeedState, message: str, retry_after: float | None, *, gone: bool = False
     ) -> PollOutcome:
         message = mask_urls(message)  # kept in last_error and shown by !status
         now = self._clock()
@@ -239,4 +244,24 @@ class Pipeline:
             message,
             next_poll - now,
         )
+        if gone and errors % GONE_POLLS == 0:
+            replaced_by = await self._find_again(feed, now)
+            if replaced_by is not None:
+                return PollOutcome(feed, "error", error=message, replaced_by=replaced_by)
         return PollOutcome(feed, "error", error=message)
+
+    async def _find_again(self, feed: FeedState, now: float) -> str | None:
+        """Look on the organisation's site for the feed that keeps answering 404/410 or no feed."""
+        organisation = self._organisations.get(feed.organisation)
+        if self._finder is None or feed.room_source or feed.kind != "feed" or organisation is None:
+            return None
+        others = {f.url for f in await self._store.feeds([feed.organisation]) if f.id != feed.id}
+        url = await find_again(self._finder, organisation, feed.url, others)
+        if url is None:
+            return None
+        await self._store.replace_feed_url(feed.id, url, next_poll=now)
+        log.warning(
+            "feed %s (%s) is gone; %s found on %s is polled instead",
+            feed.url, feed.organisation, url, organisation.url,
+        )  # fmt: skip
+        return url

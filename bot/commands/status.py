@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from ..config import Organisation
 from ..i18n import plural, plural_key, t_html
 from ..redact import mask_url, mask_urls
 from ..store import FeedState
@@ -111,9 +112,10 @@ def _feed_line(ctx: Context, out: Lines, feed: FeedState) -> None:
         name = organisation.name if organisation is not None else feed.organisation
     zone = ctx.catalogue.zone_of(organisation or region)
     details = [
+        *_origin(ctx, feed, organisation),
         ctx.t("status.last_success", when=date_of(feed.last_success, ctx.language, zone))
         if feed.last_success is not None
-        else ctx.t("status.never_succeeded")
+        else ctx.t("status.never_succeeded"),
     ]
     if feed.error_count:
         details.append(plural(ctx.language, "status.errors", feed.error_count))
@@ -137,6 +139,17 @@ def _feed_line(ctx: Context, out: Lines, feed: FeedState) -> None:
         plain = f"{warning} — {plain}"
         marked = f"<strong>{escape(warning)}</strong> — {marked}"
     out.add_raw(plain, marked)
+
+
+def _origin(ctx: Context, feed: FeedState, organisation: Organisation | None) -> list[str]:
+    """Say where a configured feed's URL comes from when it is not the one configured."""
+    if feed.room_source or feed.kind != "feed" or organisation is None:
+        return []
+    if organisation.url and not organisation.feeds and feed.config_url != organisation.url:
+        return [ctx.t("status.discovered", site=one_line(mask_url(organisation.url), 160))]
+    if feed.url != feed.config_url:  # found again on the site, or moved by a redirect
+        return [ctx.t("status.instead_of", url=one_line(mask_url(feed.config_url), 160))]
+    return []
 
 
 def _failing_long(feed: FeedState, now: float) -> bool:

@@ -206,6 +206,18 @@ class Feeds(Repository):
         }
         await self._db.write_batched(_NOT_MODIFIED, params)
 
+    async def replace_feed_url(self, feed_id: int, url: str, *, next_poll: float) -> None:
+        """Poll a feed at another URL from now on, due at once.
+
+        Its first fetch there seeds it, as a new feed's does: a replacement's back catalogue is
+        recorded as seen, not posted.
+        """
+        await self._db.write(
+            """UPDATE feeds SET url = ?, etag = NULL, last_modified = NULL, body_hash = NULL,
+                   initialised = 0, next_poll = ? WHERE id = ?""",
+            (url, next_poll, feed_id),
+        )
+
     async def record_failure(
         self, feed_id: int, *, now: float, error: str, next_poll: float
     ) -> int:
