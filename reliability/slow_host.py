@@ -73,9 +73,19 @@ async def scenario(full: bool, workdir: Path) -> list[Row]:
 
 
 async def run(
-    synapse: SynapseServer, feed_server: FeedServer, workdir: Path, counts: Counts
+    synapse: SynapseServer,
+    feed_server: FeedServer,
+    workdir: Path,
+    counts: Counts,
+    *,
+    judge_delays: bool = True,
 ) -> Row:
-    """Run the scenario once; return its row."""
+    """Run the scenario once; return its row.
+
+    The report judges delays in seconds. Without `judge_delays` (the test suite, on a shared
+    machine), an entry counts as late only if the slow host had worked through its whole queue
+    before the fast entries were all posted: an order of events, not a time.
+    """
     name = (
         f"7. slow host: {counts.slow_feeds} feeds answering in {counts.slow_answer:g} s "
         "beside 5 fast ones"
@@ -93,19 +103,24 @@ async def run(
                 published[title] = time.time()
             await asyncio.sleep(INTERVAL)
         await deployment.wait_delivered()
+        answered_by_then = slow.answered  # slow answers before the fast entries were all posted
         delays = await _delays(deployment, published)
         tally = await deployment.tally()
     except (TimeoutError, AssertionError) as error:
         return await deployment.aborted(name, counts.rounds, error)
     finally:
         await deployment.close()
-    late = [title for title in published if delays.get(title, LATE_AFTER + 1) > LATE_AFTER]
+    if judge_delays:
+        late = [title for title in published if delays.get(title, LATE_AFTER + 1) > LATE_AFTER]
+    else:
+        late = list(published) if answered_by_then >= counts.slow_feeds else []
     too_many = max(slow.peak - PER_HOST, 0)  # requests past the host's limit count as crashes
     values = sorted(delays.values())
     note = (
         f"{len(published)} entries published on the fast host; publication to post: median "
         f"{statistics.median(values):.1f} s, slowest {values[-1]:.1f} s (on time: within "
-        f"{LATE_AFTER:g} s); the slow host answered {slow.answered} requests, at most "
+        f"{LATE_AFTER:g} s); the slow host had answered {answered_by_then} of its "
+        f"{counts.slow_feeds} feeds by then and {slow.answered} requests in all, at most "
         f"{slow.peak} at once (`polling.per_host` {PER_HOST}); {tally.describe()}"
     )
     return Row(
